@@ -1,0 +1,3 @@
+from dmp.cli import main
+
+main()

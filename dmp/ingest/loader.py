@@ -1,0 +1,456 @@
+"""Load log files into events, devices and id_links, one atomic transaction a file.
+
+A file is fingerprinted (SHA-256) first: the same bytes load once. Its rows
+are staged and checked in one pass (``validate.staged_sql``); bad rows go to
+``quarantine`` with their line and reason; good rows are de-duplicated within
+the file and against stored events, then appended, and the ``devices`` and
+``id_links`` tables are merged from them. Any failure rolls the file back
+whole and records it as rejected.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from collections.abc import Callable, Iterable
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+
+from dmp.clock import utcnow
+from dmp.config import Config
+from dmp.errors import RejectedFile
+from dmp.ingest import readers
+from dmp.ingest.validate import DROP_REASONS, SKIP_REASONS, staged_sql
+from dmp.store import Store
+
+Progress = Callable[[str, float], None]
+DEDUPE_KEY = ("id_type", "id", "ts", "event", "url")
+EVENT_COLUMNS = "ts, id, id_type, event, url, domain, categories, keywords, country, consent, gpc"
+
+
+@dataclass
+class FileResult:
+    """What happened to one file: the machine-readable ingest contract."""
+
+    file: str
+    status: str  # loaded | skipped | rejected
+    rows: int = 0
+    loaded: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    dropped: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+    new_devices: int = 0
+    updated_devices: int = 0
+    format: str | None = None
+    layout: str | None = None
+    ignored_columns: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        if self.error is None:
+            data.pop("error")
+        return data
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The validation bounds for one run, fixed at its start."""
+
+    now: datetime
+    latest: datetime
+    earliest: datetime
+    max_id: int
+    max_field: int
+
+    @classmethod
+    def from_config(cls, config: Config, now: datetime) -> Limits:
+        earliest = date.fromisoformat(config.get("ingest.earliest_date"))
+        return cls(
+            now=now,
+            latest=now + timedelta(minutes=config.get("ingest.max_future_minutes")),
+            earliest=datetime(earliest.year, earliest.month, earliest.day),  # noqa: DTZ001 (UTC)
+            max_id=config.get("ingest.max_id_length"),
+            max_field=config.get("ingest.max_field_length"),
+        )
+
+
+def ingest_files(
+    store: Store,
+    config: Config,
+    paths: Iterable[Path],
+    layout: str | None = None,
+    now: datetime | None = None,
+    progress: Progress | None = None,
+) -> list[FileResult]:
+    """Ingest each file on its own; one bad file never stops the others."""
+    layouts = readers.layouts_from_config(config.section("layouts"))
+    limits = Limits.from_config(config, now or utcnow())
+    results = []
+    for path in paths:
+        chosen = readers.layout_for(Path(path), layouts, layout)
+        results.append(ingest_file(store, config, Path(path), chosen, limits, progress))
+    return results
+
+
+def ingest_landing(
+    store: Store,
+    config: Config,
+    landing: Path | None = None,
+    now: datetime | None = None,
+    progress: Progress | None = None,
+) -> list[FileResult]:
+    """Ingest every file waiting in the landing folder, then file it under done/ or failed/."""
+    landing = landing or config.path("ingest.landing")
+    landing.mkdir(parents=True, exist_ok=True)
+    waiting = sorted(
+        p
+        for p in landing.iterdir()
+        if p.is_file() and not p.name.startswith(".") and not p.name.endswith((".part", ".tmp"))
+    )
+    results = ingest_files(store, config, waiting, now=now, progress=progress)
+    for path, result in zip(waiting, results, strict=True):
+        target = _move_aside(path, landing / ("failed" if result.status == "rejected" else "done"))
+        if result.status == "rejected":
+            target.with_name(target.name + ".reason").write_text(f"{result.error}\n")
+    return results
+
+
+def _move_aside(path: Path, folder: Path) -> Path:
+    """Move without overwriting an earlier file of the same name."""
+    folder.mkdir(exist_ok=True)
+    target = folder / path.name
+    if target.exists():
+        stamp = utcnow().strftime("%Y%m%dT%H%M%S%f")
+        target = folder / f"{path.stem}.{stamp}{''.join(path.suffixes[-1:])}"
+    shutil.move(str(path), target)
+    return target
+
+
+def ingest_file(
+    store: Store,
+    config: Config,
+    path: Path,
+    layout: readers.Layout,
+    limits: Limits,
+    progress: Progress | None = None,
+) -> FileResult:
+    """Load one file atomically, or record why it was rejected."""
+    started = utcnow()
+    result = FileResult(file=str(path), status="loaded", layout=layout.name)
+    try:
+        if not path.is_file():
+            raise RejectedFile(f"{path}: no such file")
+        result.format, gzipped = readers.detect_format(path)
+        sha256, size = readers.fingerprint(path, gzipped)
+    except RejectedFile as exc:
+        return _reject(store, result, str(exc), "", 0, started)
+    if _already_loaded(store, sha256):
+        result.status = "skipped"
+        return result
+    tmp = config.path("store.temp_directory") / "ingest"
+    con = store.con
+    try:
+        # Staging writes only temp tables, so it runs before the transaction
+        # (which also keeps the staged rowids equal to record positions).
+        source = readers.open_source(con, path, result.format, gzipped, layout, tmp)
+        result.ignored_columns = source.ignored_columns
+        big = size >= config.get("ingest.progress_min_bytes")
+        with _watch(con, path.name, progress if big else None):
+            _stage(con, source, limits)
+        _count(con, result)
+        with store.transaction():
+            file_id = con.execute("SELECT nextval('file_id_seq')").fetchone()[0]
+            _quarantine(con, source, file_id, str(path), limits.now)
+            _load(con, result, file_id)
+            _record(con, result, file_id, sha256, size, started)
+    except RejectedFile as exc:
+        return _reject(store, result, str(exc), sha256, size, started)
+    finally:
+        _drop_scratch(con)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return result
+
+
+def _already_loaded(store: Store, sha256: str) -> bool:
+    row = store.con.execute(
+        "SELECT 1 FROM ingested_files WHERE sha256 = ? AND status = 'loaded'", [sha256]
+    ).fetchone()
+    return row is not None
+
+
+def _stage(con: duckdb.DuckDBPyConnection, source: readers.Source, limits: Limits) -> None:
+    """Read, normalise and check the whole file in one pass into a temp table."""
+    try:
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE staged AS {staged_sql(source.sql, source.raw_expr)}",
+            {
+                "latest": limits.latest,
+                "earliest": limits.earliest,
+                "max_id": limits.max_id,
+                "max_field": limits.max_field,
+            },
+        )
+    except (duckdb.InvalidInputException, duckdb.IOException) as exc:
+        message = str(exc).split("\n", 1)[0]
+        raise RejectedFile(f"{source.name}: cannot be read ({message})") from None
+    if not source.has_rejects:
+        con.execute("CREATE OR REPLACE TEMP TABLE rejected_lines (line BIGINT, raw VARCHAR)")
+        return
+    bad_encoding = con.execute(
+        f"SELECT min(line) FROM {readers.REJECTS_TABLE} WHERE error_type = 'INVALID ENCODING'"
+    ).fetchone()[0]
+    if bad_encoding is not None:
+        raise RejectedFile(
+            f"{source.name}: not UTF-8 (line {bad_encoding}); re-export the file as UTF-8"
+        )
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE rejected_lines AS
+        SELECT line, any_value(csv_line) AS raw
+        FROM {readers.REJECTS_TABLE}
+        GROUP BY line
+        """
+    )
+
+
+def _count(con: duckdb.DuckDBPyConnection, result: FileResult) -> None:
+    """Rows read and reasons, straight from the staged table."""
+    by_reason = con.execute(
+        """
+        SELECT reason, count(*) FROM staged GROUP BY reason
+        UNION ALL
+        SELECT 'malformed_row', count(*) FROM rejected_lines HAVING count(*) > 0
+        """
+    ).fetchall()
+    reasons: dict[str, int] = {}
+    for reason, count in by_reason:
+        if reason in SKIP_REASONS:
+            continue
+        result.rows += count
+        if reason is not None:
+            reasons[reason] = reasons.get(reason, 0) + count
+    result.reasons = dict(sorted(reasons.items()))
+    result.dropped = sum(n for r, n in reasons.items() if r in DROP_REASONS)
+    result.quarantined = sum(reasons.values()) - result.dropped
+
+
+def _quarantine(
+    con: duckdb.DuckDBPyConnection, source: readers.Source, file_id: int, file: str, now: datetime
+) -> None:
+    """Keep every bad row with its real line number (records the reader skipped shift the rest)."""
+    kept = ", ".join(f"'{r}'" for r in sorted(DROP_REASONS | SKIP_REASONS))
+    con.execute(
+        f"""
+        INSERT INTO quarantine
+        WITH skipped AS (
+            SELECT line - $offset - row_number() OVER (ORDER BY line) AS before_row
+            FROM rejected_lines
+        )
+        SELECT $file_id, $file,
+               rowid + 1 + $offset + (SELECT count(*) FROM skipped WHERE before_row <= rowid),
+               reason, raw, $now
+        FROM staged
+        WHERE reason IS NOT NULL AND reason NOT IN ({kept})
+        UNION ALL
+        SELECT $file_id, $file, line, 'malformed_row', raw, $now FROM rejected_lines
+        """,
+        {"file_id": file_id, "file": file, "offset": source.line_offset, "now": now},
+    )
+
+
+def _load(con: duckdb.DuckDBPyConnection, result: FileResult, file_id: int) -> None:
+    """Append the file's new events, then merge devices and ID links from them.
+
+    The exact de-duplication steps cost a pass each, so they run only when
+    needed: against stored events only if some already fall in the file's
+    time range, within the file only if the row hashes show a repeated key.
+    """
+    low, high, rows, distinct = con.execute(
+        f"""
+        SELECT min(ts), max(ts), count(*), count(DISTINCT hash({", ".join(DEDUPE_KEY)}))
+        FROM staged WHERE reason IS NULL
+        """
+    ).fetchone()
+    overlap = con.execute(
+        "SELECT count(*) > 0 FROM events WHERE ts BETWEEN $low AND $high",
+        {"low": low, "high": high},
+    ).fetchone()[0]
+    stored = """
+        AND NOT EXISTS (
+            SELECT 1 FROM events e
+            WHERE e.ts BETWEEN $low AND $high
+              AND e.ts = s.ts AND e.id = s.id AND e.id_type = s.id_type
+              AND e.event = s.event AND e.url IS NOT DISTINCT FROM s.url)
+    """
+    repeated = (
+        f"QUALIFY row_number() OVER (PARTITION BY {', '.join(DEDUPE_KEY)} ORDER BY s.rowid) = 1"
+    )
+    result.loaded = con.execute(
+        f"""
+        INSERT INTO events
+        SELECT {EVENT_COLUMNS}, $file_id FROM staged s
+        WHERE s.reason IS NULL {stored if overlap else ""}
+        {repeated if distinct < rows else ""}
+        """,
+        {"file_id": file_id, **({"low": low, "high": high} if overlap else {})},
+    ).fetchone()[0]
+    result.duplicates = rows - result.loaded
+    result.new_devices, result.updated_devices = _merge_devices(con, file_id)
+    _merge_links(con)
+
+
+def _merge_devices(con: duckdb.DuckDBPyConnection, file_id: int) -> tuple[int, int]:
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE fresh_devices AS
+        SELECT id, id_type, min(ts) AS first_seen, max(ts) AS last_seen, count(*) AS events
+        FROM events WHERE file_id = $file_id GROUP BY id, id_type
+        """,
+        {"file_id": file_id},
+    )
+    new, updated = con.execute(
+        """
+        SELECT count(*) FILTER (WHERE d.id IS NULL), count(*) FILTER (WHERE d.id IS NOT NULL)
+        FROM fresh_devices f LEFT JOIN devices d USING (id_type, id)
+        """
+    ).fetchone()
+    con.execute(
+        """
+        MERGE INTO devices d USING fresh_devices f
+        ON d.id_type = f.id_type AND d.id = f.id
+        WHEN MATCHED THEN UPDATE SET
+            first_seen = least(d.first_seen, f.first_seen),
+            last_seen = greatest(d.last_seen, f.last_seen),
+            event_count = d.event_count + f.events
+        WHEN NOT MATCHED THEN INSERT (id, id_type, first_seen, last_seen, event_count)
+            VALUES (f.id, f.id_type, f.first_seen, f.last_seen, f.events)
+        """
+    )
+    return new, updated
+
+
+def _merge_links(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        """
+        MERGE INTO id_links l USING (
+            SELECT id, id_type, linked_id, linked_type,
+                   min(ts) AS first_seen, max(ts) AS last_seen
+            FROM (
+                SELECT id, id_type, link_hem AS linked_id, 'hem' AS linked_type, ts
+                FROM staged WHERE reason IS NULL AND link_hem IS NOT NULL
+                UNION ALL
+                SELECT id, id_type, link_maid, 'maid', ts
+                FROM staged WHERE reason IS NULL AND link_maid IS NOT NULL
+                UNION ALL
+                SELECT id, id_type, link_cookie, 'cookie', ts
+                FROM staged WHERE reason IS NULL AND link_cookie IS NOT NULL
+            )
+            GROUP BY ALL
+        ) f
+        ON l.id_type = f.id_type AND l.id = f.id
+           AND l.linked_type = f.linked_type AND l.linked_id = f.linked_id
+        WHEN MATCHED THEN UPDATE SET
+            first_seen = least(l.first_seen, f.first_seen),
+            last_seen = greatest(l.last_seen, f.last_seen)
+        WHEN NOT MATCHED THEN INSERT (id, id_type, linked_id, linked_type, first_seen, last_seen)
+            VALUES (f.id, f.id_type, f.linked_id, f.linked_type, f.first_seen, f.last_seen)
+        """
+    )
+
+
+def _record(
+    con: duckdb.DuckDBPyConnection,
+    result: FileResult,
+    file_id: int | None,
+    sha256: str,
+    size: int,
+    started: datetime,
+) -> None:
+    con.execute(
+        """
+        INSERT INTO ingested_files VALUES (
+            coalesce($file_id, nextval('file_id_seq')), $path, $sha256, $size, $format, $layout,
+            $status, $rows, $loaded, $duplicates, $quarantined, $dropped, $reasons,
+            $new_devices, $updated_devices, $error, $started, $finished)
+        """,
+        {
+            "file_id": file_id,
+            "path": result.file,
+            "sha256": sha256,
+            "size": size,
+            "format": result.format,
+            "layout": result.layout,
+            "status": result.status,
+            "rows": result.rows,
+            "loaded": result.loaded,
+            "duplicates": result.duplicates,
+            "quarantined": result.quarantined,
+            "dropped": result.dropped,
+            "reasons": json.dumps(result.reasons),
+            "new_devices": result.new_devices,
+            "updated_devices": result.updated_devices,
+            "error": result.error,
+            "started": started,
+            "finished": utcnow(),
+        },
+    )
+
+
+def _reject(
+    store: Store, result: FileResult, error: str, sha256: str, size: int, started: datetime
+) -> FileResult:
+    """Nothing of the file was kept; say why, and remember it for the status page."""
+    rejected = FileResult(
+        file=result.file,
+        status="rejected",
+        format=result.format,
+        layout=result.layout,
+        error=error,
+    )
+    if sha256:
+        with store.transaction() as con:
+            _record(con, rejected, None, sha256, size, started)
+    return rejected
+
+
+def _drop_scratch(con: duckdb.DuckDBPyConnection) -> None:
+    for table in (
+        "staged",
+        "fresh",
+        "fresh_devices",
+        "rejected_lines",
+        readers.REJECTS_TABLE,
+        readers.REJECTS_SCAN_TABLE,
+    ):
+        con.execute(f"DROP TABLE IF EXISTS {table}")
+
+
+@contextmanager
+def _watch(con: duckdb.DuckDBPyConnection, name: str, progress: Progress | None):
+    """Report DuckDB's own progress of the running query from a side thread."""
+    if progress is None:
+        yield
+        return
+    done = threading.Event()
+
+    def poll() -> None:
+        while not done.wait(0.2):
+            percent = con.query_progress()
+            if percent >= 0:
+                progress(name, min(percent, 100.0) / 100)
+
+    thread = threading.Thread(target=poll, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+        progress(name, 1.0)

@@ -1,0 +1,314 @@
+"""Turn one log file into a SQL relation of canonical text columns.
+
+Every format ends up as the same shape: one VARCHAR column per canonical
+field (NULL when the file lacks it), the file's own columns as ``f0..fN`` (to
+rebuild a bad record's text), and the flags ``malformed`` and ``blank``.
+Records come out in file order; the staging table's ``rowid`` is the position.
+Whole-file problems (broken gzip, not UTF-8, a header without the required
+columns) raise :class:`RejectedFile` before anything is loaded.
+"""
+
+from __future__ import annotations
+
+import csv
+import fnmatch
+import gzip
+import hashlib
+import json
+import shutil
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+
+from dmp.errors import DmpError, RejectedFile
+
+CANONICAL = (
+    "ts",
+    "id",
+    "id_type",
+    "url",
+    "event",
+    "category",
+    "keywords",
+    "country",
+    "consent",
+    "gpc",
+    "hem",
+    "maid",
+    "cookie",
+)
+REQUIRED = ("ts", "id", "id_type")
+FORMATS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".parquet": "parquet",
+}
+REJECTS_TABLE = "ingest_reject_errors"
+REJECTS_SCAN_TABLE = "ingest_reject_scans"
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How a file's columns map to canonical ones (see ``[layouts]`` in config)."""
+
+    name: str | None = None
+    match: str | None = None
+    columns: Mapping[str, str] = field(default_factory=dict)
+    constants: Mapping[str, str] = field(default_factory=dict)
+
+    def canonical_name(self, header: str) -> str | None:
+        """The canonical column a file header feeds, if any."""
+        if header in self.columns:
+            return self.columns[header]
+        lowered = header.strip().lower()
+        return lowered if lowered in CANONICAL and lowered not in self.columns.values() else None
+
+
+def layouts_from_config(section: Mapping[str, Mapping]) -> dict[str, Layout]:
+    """Validate the ``[layouts.*]`` tables; a bad one names its key."""
+    layouts = {}
+    for name, spec in section.items():
+        where = f"config [layouts.{name}]"
+        unknown = set(spec) - {"match", "columns", "constants"}
+        if unknown:
+            raise DmpError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+        columns, constants = dict(spec.get("columns", {})), dict(spec.get("constants", {}))
+        for target in [*columns.values(), *constants]:
+            if target not in CANONICAL:
+                raise DmpError(
+                    f"{where}: {target!r} is not a canonical column ({', '.join(CANONICAL)})"
+                )
+        layouts[name] = Layout(name, spec.get("match"), columns, constants)
+    return layouts
+
+
+def layout_for(path: Path, layouts: Mapping[str, Layout], name: str | None) -> Layout:
+    """The layout named on the command line, else the first whose glob matches, else default."""
+    if name:
+        if name not in layouts:
+            raise DmpError(f"unknown layout {name!r}; configured: {', '.join(layouts) or 'none'}")
+        return layouts[name]
+    for layout in layouts.values():
+        if layout.match and fnmatch.fnmatch(path.name, layout.match):
+            return layout
+    return Layout()
+
+
+def detect_format(path: Path) -> tuple[str, bool]:
+    """(format, gzipped) from the file name; an unknown suffix rejects the file."""
+    suffixes = [s.lower() for s in path.suffixes]
+    gzipped = bool(suffixes) and suffixes[-1] == ".gz"
+    if gzipped:
+        suffixes = suffixes[:-1]
+    fmt = FORMATS.get(suffixes[-1]) if suffixes else None
+    if fmt is None:
+        known = ", ".join(sorted(FORMATS))
+        raise RejectedFile(f"unknown file type {path.name!r}: expected {known} (optionally .gz)")
+    return fmt, gzipped
+
+
+def fingerprint(path: Path, gzipped: bool) -> tuple[str, int]:
+    """SHA-256 of the file's bytes and its size; a gzip file is fully inflated to prove it whole.
+
+    DuckDB reads a truncated gzip up to the break without complaint, so the
+    check has to happen here, in the same pass as the hash.
+    """
+    digest = hashlib.sha256()
+    inflater = zlib.decompressobj(wbits=31) if gzipped else None
+    size = 0
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            size += len(chunk)
+            digest.update(chunk)
+            if inflater is not None:
+                inflater = _inflate(path, inflater, chunk)
+    if inflater is not None and not inflater.eof:
+        raise RejectedFile(f"{path.name}: broken gzip (the stream ends early; truncated upload?)")
+    return digest.hexdigest(), size
+
+
+def _inflate(path: Path, inflater, chunk: bytes):
+    """Feed a chunk through gzip, following concatenated members."""
+    while chunk:
+        try:
+            inflater.decompress(chunk, 0)
+        except zlib.error as exc:
+            raise RejectedFile(f"{path.name}: broken gzip ({exc})") from None
+        chunk = inflater.unused_data
+        if chunk:
+            inflater = zlib.decompressobj(wbits=31)
+    return inflater
+
+
+def _first_line(path: Path, gzipped: bool, skip_blank: bool = False) -> str:
+    """The first line of a text file, decoded strictly as UTF-8."""
+    opener = gzip.open if gzipped else open
+    with opener(path, "rb") as handle:
+        for raw in handle:
+            if skip_blank and not raw.strip():
+                continue
+            try:
+                return raw.decode("utf-8-sig").rstrip("\r\n")
+            except UnicodeDecodeError as exc:
+                raise RejectedFile(
+                    f"{path.name}: not UTF-8 (line 1, byte {exc.start}); "
+                    "re-export the file as UTF-8"
+                ) from None
+    raise RejectedFile(f"{path.name}: empty file")
+
+
+def _map_headers(path: Path, headers: list[str], layout: Layout) -> dict[str, str]:
+    """canonical -> file header; rejects files that miss required columns."""
+    seen: dict[str, str] = {}
+    for header in headers:
+        target = layout.canonical_name(header)
+        if target is None:
+            continue
+        if target in seen:
+            raise RejectedFile(
+                f"{path.name}: columns {seen[target]!r} and {header!r} both map to {target!r}"
+            )
+        seen[target] = header
+    missing = [c for c in REQUIRED if c not in seen and c not in layout.constants]
+    if missing:
+        found = ", ".join(repr(h) for h in headers[:20]) or "nothing"
+        hint = f" (layout {layout.name!r})" if layout.name else " (or use --layout)"
+        raise RejectedFile(
+            f"{path.name}: missing required column(s) {', '.join(missing)}{hint}; "
+            f"found {found}. Is the delimiter or layout right?"
+        )
+    return seen
+
+
+@dataclass
+class Source:
+    """A file ready to stage: the SELECT that reads it, and facts about it."""
+
+    name: str
+    sql: str  # canonical columns, file columns f0..fN, malformed, blank
+    raw_expr: str  # the record's text, from f0..fN; evaluated only for bad rows
+    fmt: str
+    line_offset: int  # header lines before the first record
+    has_rejects: bool  # CSV structural rejects land in REJECTS_TABLE
+    ignored_columns: list[str]
+
+
+def _select_canonical(mapping: Mapping[str, str], layout: Layout, expr) -> str:
+    """One VARCHAR column per canonical name, fed by ``expr(file_column)``."""
+    parts: list[str] = []
+    for name in CANONICAL:
+        if name in mapping:
+            parts.append(f"{expr(mapping[name])} AS {name}")
+        elif name in layout.constants:
+            parts.append(f"{_sql_str(str(layout.constants[name]))} AS {name}")
+        else:
+            parts.append(f"NULL::VARCHAR AS {name}")
+    return ", ".join(parts)
+
+
+def _sql_str(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def open_source(
+    con: duckdb.DuckDBPyConnection, path: Path, fmt: str, gzipped: bool, layout: Layout, tmp: Path
+) -> Source:
+    """Build the SELECT for ``path``; raises RejectedFile for whole-file problems."""
+    if fmt in ("csv", "tsv"):
+        return _csv_source(path, fmt, gzipped, layout)
+    if fmt == "jsonl":
+        return _jsonl_source(path, gzipped, layout)
+    return _parquet_source(con, path, gzipped, layout, tmp)
+
+
+def _csv_source(path: Path, fmt: str, gzipped: bool, layout: Layout) -> Source:
+    delim = "," if fmt == "csv" else "\t"
+    headers = next(csv.reader([_first_line(path, gzipped)], delimiter=delim))
+    if len(set(headers)) != len(headers) or any(not h.strip() for h in headers):
+        raise RejectedFile(f"{path.name}: the header has empty or repeated column names")
+    mapping = _map_headers(path, headers, layout)
+    columns = "{" + ", ".join(f"{_sql_str(h)}: 'VARCHAR'" for h in headers) + "}"
+    reader = (
+        f"read_csv({_sql_str(str(path))}, header = true, auto_detect = false, "
+        f"delim = {_sql_str(delim)}, quote = '\"', escape = '\"', columns = {columns}, "
+        f"compression = {_sql_str('gzip' if gzipped else 'none')}, "
+        f"store_rejects = true, rejects_table = '{REJECTS_TABLE}', "
+        f"rejects_scan = '{REJECTS_SCAN_TABLE}')"
+    )
+    originals = ", ".join(f"{_ident(h)} AS f{i}" for i, h in enumerate(headers))
+    raw = f"concat_ws({_sql_str(delim)}, "
+    raw += ", ".join(f"coalesce(f{i}, '')" for i in range(len(headers))) + ")"
+    select = _select_canonical(mapping, layout, _ident)
+    sql = f"SELECT {select}, {originals}, false AS malformed, false AS blank FROM {reader}"
+    ignored = [h for h in headers if h not in mapping.values()]
+    return Source(path.name, sql, raw, fmt, 1, True, ignored)
+
+
+def _jsonl_source(path: Path, gzipped: bool, layout: Layout) -> Source:
+    first = _first_line(path, gzipped, skip_blank=True)
+    try:
+        keys = list(json.loads(first))
+    except (ValueError, TypeError):
+        raise RejectedFile(f"{path.name}: not JSON Lines (the first record is not an object)")
+    mapping = _map_headers(path, keys, layout)
+    schema = json.dumps({header: "VARCHAR" for header in mapping.values()})
+    # Lines are read whole (unit separator never occurs in valid JSON text), so
+    # every record keeps its exact line number and raw text.
+    reader = (
+        f"read_csv({_sql_str(str(path))}, header = false, auto_detect = false, "
+        f"delim = chr(31), quote = '', escape = '', columns = {{'line': 'VARCHAR'}}, "
+        f"compression = {_sql_str('gzip' if gzipped else 'none')}, "
+        f"store_rejects = true, rejects_table = '{REJECTS_TABLE}', "
+        f"rejects_scan = '{REJECTS_SCAN_TABLE}')"
+    )
+    parsed = (
+        "CASE WHEN json_valid(line) AND json_type(line) = 'OBJECT' "
+        f"THEN json_transform(line, {_sql_str(schema)}) END"
+    )
+    select = _select_canonical(mapping, layout, lambda h: f"j[{_sql_str(h)}]")
+    sql = (
+        f"SELECT {select}, f0, j IS NULL AS malformed, trim(coalesce(f0, '')) = '' AS blank "
+        f"FROM (SELECT line AS f0, {parsed} AS j FROM {reader})"
+    )
+    ignored = [k for k in keys if k not in mapping.values()]
+    return Source(path.name, sql, "f0", "jsonl", 0, True, ignored)
+
+
+def _parquet_source(
+    con: duckdb.DuckDBPyConnection, path: Path, gzipped: bool, layout: Layout, tmp: Path
+) -> Source:
+    if gzipped:
+        plain = tmp / (path.name[: -len(".gz")])
+        tmp.mkdir(parents=True, exist_ok=True)
+        with gzip.open(path, "rb") as src, plain.open("wb") as dst:
+            shutil.copyfileobj(src, dst, _CHUNK)
+        path = plain
+    reader = f"read_parquet({_sql_str(str(path))})"
+    try:
+        headers = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()]
+    except duckdb.Error as exc:
+        raise RejectedFile(f"{path.name}: not a readable Parquet file ({_first_sentence(exc)})")
+    mapping = _map_headers(path, headers, layout)
+    select = _select_canonical(mapping, layout, lambda h: f"CAST({_ident(h)} AS VARCHAR)")
+    raw = "to_json({" + ", ".join(f"{_sql_str(h)}: {_ident(h)}" for h in headers) + "})::VARCHAR"
+    sql = (
+        f"SELECT file_row_number + 1 AS rn, {select}, {raw} AS raw, false AS malformed "
+        f"FROM {reader}"
+    )
+    return Source(
+        path.name, sql, "parquet", 0, False, [h for h in headers if h not in mapping.values()]
+    )
+
+
+def _first_sentence(exc: Exception) -> str:
+    return str(exc).split("\n", 1)[0]
