@@ -257,9 +257,12 @@ def _csv_source(path: Path, fmt: str, gzipped: bool, layout: Layout) -> Source:
 def _jsonl_source(path: Path, gzipped: bool, layout: Layout) -> Source:
     first = _first_line(path, gzipped, skip_blank=True)
     try:
-        keys = list(json.loads(first))
-    except (ValueError, TypeError):
+        record = json.loads(first)
+    except ValueError:
+        record = None
+    if not isinstance(record, dict):
         raise RejectedFile(f"{path.name}: not JSON Lines (the first record is not an object)")
+    keys = list(record)
     mapping = _map_headers(path, keys, layout)
     schema = json.dumps({header: "VARCHAR" for header in mapping.values()})
     # Lines are read whole (unit separator never occurs in valid JSON text), so
@@ -300,14 +303,11 @@ def _parquet_source(
         raise RejectedFile(f"{path.name}: not a readable Parquet file ({_first_sentence(exc)})")
     mapping = _map_headers(path, headers, layout)
     select = _select_canonical(mapping, layout, lambda h: f"CAST({_ident(h)} AS VARCHAR)")
-    raw = "to_json({" + ", ".join(f"{_sql_str(h)}: {_ident(h)}" for h in headers) + "})::VARCHAR"
-    sql = (
-        f"SELECT file_row_number + 1 AS rn, {select}, {raw} AS raw, false AS malformed "
-        f"FROM {reader}"
-    )
-    return Source(
-        path.name, sql, "parquet", 0, False, [h for h in headers if h not in mapping.values()]
-    )
+    originals = ", ".join(f"{_ident(h)} AS f{i}" for i, h in enumerate(headers))
+    raw = "to_json({" + ", ".join(f"{_sql_str(h)}: f{i}" for i, h in enumerate(headers)) + "})"
+    sql = f"SELECT {select}, {originals}, false AS malformed, false AS blank FROM {reader}"
+    ignored = [h for h in headers if h not in mapping.values()]
+    return Source(path.name, sql, f"{raw}::VARCHAR", "parquet", 0, False, ignored)
 
 
 def _first_sentence(exc: Exception) -> str:

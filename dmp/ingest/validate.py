@@ -32,7 +32,7 @@ MAID_TYPES = ("maid", "idfa", "gaid", "aaid")
 ZERO_MAID = "00000000-0000-0000-0000-000000000000"
 _UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 # Host of a URL, scheme, user info and "www." stripped.
-_HOST = r"^(?:[a-zA-Z][a-zA-Z0-9+.-]*://)?(?:[^/?#@]*@)?(?:www\.)?([^/:?#]+)"
+_HOST = r"^(?:[a-zA-Z][a-zA-Z0-9+.-]*://)?(?:[^/?#@]*@)?(?:[wW]{3}[.])?([^/:?#]+)"
 _OTHER_FIELDS = ("url", "event", "category", "keywords", "country", "consent", "gpc")
 
 

@@ -1,0 +1,266 @@
+"""Ingest: formats, normalisation, quarantine, rejection, idempotence, landing mode."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from datetime import datetime
+
+import duckdb
+import pytest
+
+from dmp.ingest import ingest_files, ingest_landing
+from dmp.ingest import loader as ingest_loader
+from tests.conftest import NOW
+
+IDFA = "6D92078A-8246-4BA4-AE5B-76104861E7DC"
+GAID = "38400000-8cf0-11bd-b23e-10b96e40000d"
+HEM = "a" * 64
+HEADER = "ts,id,id_type,url,event,category,country,gpc,hem,maid\n"
+
+
+def ingest(store, config, *paths, **kwargs):
+    return ingest_files(store, config, list(paths), now=NOW, **kwargs)
+
+
+def rows(store, sql, *params):
+    return store.con.execute(sql, list(params)).fetchall()
+
+
+def test_csv_loads_and_normalises(store, config, write):
+    path = write(
+        "web.csv",
+        HEADER
+        + f"2026-11-19T10:00:00+02:00,{IDFA},idfa,https://WWW.Cars.example/a?b=1,,1|30,us,1,{HEM.upper()},\n"
+        + "2026-11-19 09:00:00,ck1,cookie,http://news.example:8080/x,Click,,GB,0,,"
+        + GAID.replace("-", "").upper()
+        + "\n"
+        + "1795082400,ck1,cookie,,pageview,,,,,\n"
+        + "1795082400123,ck2,cookie,,,,,,,\n",
+    )
+    [result] = ingest(store, config, path)
+    assert (result.status, result.rows, result.loaded, result.quarantined) == ("loaded", 4, 4, 0)
+    assert (result.new_devices, result.updated_devices) == (3, 0)
+    events = rows(
+        store,
+        "SELECT ts, id, id_type, event, domain, categories, country, gpc FROM events ORDER BY ts",
+    )
+    assert events == [
+        (datetime(2026, 11, 19, 8, 0), IDFA.lower(), "maid", "pageview", "cars.example",
+         ["1", "30"], "US", True),
+        (datetime(2026, 11, 19, 9, 0), "ck1", "cookie", "click", "news.example", None, "GB", False),
+        (datetime(2026, 11, 19, 10, 0), "ck1", "cookie", "pageview", None, None, None, None),
+        (datetime(2026, 11, 19, 10, 0, 0, 123000), "ck2", "cookie", "pageview", None, None, None,
+         None),
+    ]  # fmt: skip
+    assert rows(store, "SELECT id, id_type, event_count, first_seen, last_seen FROM devices "
+                "WHERE id = 'ck1'") == [
+        ("ck1", "cookie", 2, datetime(2026, 11, 19, 9, 0), datetime(2026, 11, 19, 10, 0))
+    ]  # fmt: skip
+    assert sorted(rows(store, "SELECT id, linked_id, linked_type FROM id_links")) == [
+        (IDFA.lower(), HEM, "hem"),
+        ("ck1", GAID, "maid"),
+    ]
+
+
+BAD_ROWS = [
+    ("missing_id", "2026-11-19T10:00:00Z,,cookie,,,,,,,"),
+    ("bad_id_type", "2026-11-19T10:00:00Z,x1,fax,,,,,,,"),
+    ("bad_id", "2026-11-19T10:00:00Z,not-a-uuid,gaid,,,,,,,"),
+    ("bad_id", "2026-11-19T10:00:00Z,has space,cookie,,,,,,,"),
+    ("bad_timestamp", "last tuesday,ck1,cookie,,,,,,,"),
+    ("bad_timestamp", ",ck1,cookie,,,,,,,"),
+    ("future_timestamp", "2026-11-20T13:30:00Z,ck1,cookie,,,,,,,"),
+    ("old_timestamp", "1999-12-31T23:59:59Z,ck1,cookie,,,,,,,"),
+    ("bad_hem", "2026-11-19T10:00:00Z,ck1,cookie,,,,,,nothex,"),
+    ("bad_linked_id", f"2026-11-19T10:00:00Z,ck1,cookie,,,,,,,{GAID[:-1]}"),
+    ("bad_country", "2026-11-19T10:00:00Z,ck1,cookie,,,,USA,,,"),
+    ("bad_gpc", "2026-11-19T10:00:00Z,ck1,cookie,,,,,maybe,,"),
+    ("oversize_field", "2026-11-19T10:00:00Z,ck1,cookie,https://x.example/" + "a" * 9000 + ",,,,,,"),
+    ("oversize_field", f"2026-11-19T10:00:00Z,{'c' * 300},cookie,,,,,,,"),
+]
+
+
+def test_every_bad_row_class_is_quarantined_with_line_and_reason(store, config, write):
+    good = "2026-11-19T10:00:00Z,ckgood,cookie,,,,,,,"
+    lines = [good] + [line for _, line in BAD_ROWS] + ["2026-11-19T10:00:00Z,ck9"] + [good[:-1] + ","]
+    path = write("bad.csv", HEADER + "\n".join(lines) + "\n")
+    [result] = ingest(store, config, path)
+    assert result.status == "loaded"
+    assert result.rows == len(lines)
+    assert result.loaded == 1 and result.duplicates == 1
+    expected = {}
+    for reason, _ in BAD_ROWS:
+        expected[reason] = expected.get(reason, 0) + 1
+    expected["malformed_row"] = 1
+    assert result.reasons == dict(sorted(expected.items()))
+    assert result.quarantined == len(BAD_ROWS) + 1
+    stored = rows(store, "SELECT line, reason, raw FROM quarantine ORDER BY line")
+    # line 1 is the header, line 2 the good row; each bad row keeps its own line.
+    for (line, reason, raw), (want_reason, text) in zip(stored, BAD_ROWS, strict=False):
+        assert reason == want_reason
+        assert raw == text
+    assert [s[0] for s in stored] == list(range(3, 3 + len(BAD_ROWS) + 1))
+    assert stored[-1][1:] == ("malformed_row", "2026-11-19T10:00:00Z,ck9")
+
+
+def test_limited_ad_tracking_maid_is_dropped_and_counted_not_quarantined(store, config, write):
+    zero = "00000000-0000-0000-0000-000000000000"
+    path = write("lat.csv", HEADER + f"2026-11-19T10:00:00Z,{zero},idfa,,,,,,,\n")
+    [result] = ingest(store, config, path)
+    assert (result.rows, result.loaded, result.dropped, result.quarantined) == (1, 0, 1, 0)
+    assert result.reasons == {"limited_ad_tracking": 1}
+    assert rows(store, "SELECT count(*) FROM quarantine") == [(0,)]
+    assert rows(store, "SELECT count(*) FROM devices") == [(0,)]
+
+
+def test_reingest_of_same_file_is_a_noop(store, config, write, snapshot):
+    path = write("a.csv", HEADER + "2026-11-19T10:00:00Z,ck1,cookie,,,,,,,\n")
+    assert ingest(store, config, path)[0].status == "loaded"
+    before = snapshot(store)
+    [again] = ingest(store, config, path)
+    assert again.status == "skipped"
+    assert snapshot(store) == before
+
+
+def test_duplicate_events_load_once_within_and_across_files(store, config, write):
+    row = "2026-11-19T10:00:00Z,ck1,cookie,https://a.example/,,,,,,\n"
+    other = "2026-11-19T10:00:01Z,ck1,cookie,https://a.example/,,,,,,\n"
+    [first] = ingest(store, config, write("a.csv", HEADER + row + row + other))
+    assert (first.loaded, first.duplicates) == (2, 1)
+    [second] = ingest(store, config, write("b.csv", HEADER + other + row.replace("ck1", "ck2")))
+    assert (second.loaded, second.duplicates) == (1, 1)
+    assert (second.new_devices, second.updated_devices) == (1, 0)
+    assert rows(store, "SELECT count(*) FROM events") == [(3,)]
+    assert rows(store, "SELECT event_count FROM devices WHERE id = 'ck1'") == [(2,)]
+
+
+@pytest.mark.parametrize("name", ["e.tsv", "e.tsv.gz", "e.csv.gz"])
+def test_tsv_and_gzip(store, config, write, name):
+    sep = "\t" if ".tsv" in name else ","
+    text = HEADER.replace(",", sep) + sep.join(
+        ["2026-11-19T10:00:00Z", GAID, "gaid", "", "", "", "", "", "", ""]
+    ) + "\n"
+    [result] = ingest(store, config, write(name, text))
+    assert (result.status, result.loaded, result.format) == (
+        "loaded", 1, "tsv" if ".tsv" in name else "csv",
+    )
+
+
+def test_json_lines_with_malformed_and_blank_lines(store, config, write):
+    lines = [
+        json.dumps({"ts": 1795082400, "id": "ck1", "id_type": "cookie", "gpc": True}),
+        "",
+        "{not json",
+        json.dumps({"ts": "2026-11-19T10:00:00Z", "id": GAID, "id_type": "aaid", "extra": [1]}),
+        json.dumps({"ts": "2026-11-19T10:00:00Z", "id": "", "id_type": "cookie"}),
+    ]
+    [result] = ingest(store, config, write("e.jsonl.gz", "\n".join(lines) + "\n"))
+    assert (result.rows, result.loaded, result.quarantined) == (4, 2, 2)
+    assert result.reasons == {"malformed_row": 1, "missing_id": 1}
+    assert rows(store, "SELECT line, reason, raw FROM quarantine ORDER BY line") == [
+        (3, "malformed_row", "{not json"),
+        (5, "missing_id", lines[4]),
+    ]
+    assert result.ignored_columns == []
+    assert rows(store, "SELECT gpc FROM events WHERE id = 'ck1'") == [(True,)]
+
+
+def test_parquet(store, config, tmp_path):
+    path = tmp_path / "e.parquet"
+    duckdb.sql(
+        f"""COPY (SELECT TIMESTAMP '2026-11-19 10:00:00' AS ts, '{GAID}' AS id,
+                         'gaid' AS id_type, 'x' AS unused
+                  UNION ALL SELECT TIMESTAMP '2026-11-19 10:00:00', 'bad', 'gaid', 'y')
+            TO '{path}' (FORMAT parquet)"""
+    )
+    [result] = ingest(store, config, path)
+    assert (result.format, result.loaded, result.quarantined) == ("parquet", 1, 1)
+    assert result.ignored_columns == ["unused"]
+    [(line, raw)] = rows(store, "SELECT line, raw FROM quarantine")
+    assert line == 2 and json.loads(raw)["id"] == "bad"
+
+
+def test_layout_maps_other_headers_and_epoch_ms(store, config, write):
+    text = (
+        "event_time_ms,device_id,device_os,page_url,action,geo,tcf\n"
+        f"1795082400000,{IDFA},idfa,https://shop.example/p/1,purchase,DE,\n"
+    )
+    [result] = ingest(store, config, write("adserver_20261119.csv", text))
+    assert (result.status, result.layout, result.loaded) == ("loaded", "adserver", 1)
+    assert rows(store, "SELECT ts, id, event, domain, country FROM events") == [
+        (datetime(2026, 11, 19, 10, 0), IDFA.lower(), "purchase", "shop.example", "DE")
+    ]
+
+
+def test_unknown_layout_is_a_clear_error(store, config, write):
+    with pytest.raises(Exception, match="unknown layout 'nope'"):
+        ingest(store, config, write("a.csv", HEADER), layout="nope")
+
+
+REJECTS = [
+    ("broken.csv.gz", lambda: gzip.compress((HEADER + "2026-11-19T10:00:00Z,ck1,cookie,,,,,,,\n" * 500).encode())[:-6], "broken gzip"),
+    ("garbage.csv.gz", lambda: b"\x1f\x8b\x08\x00garbage", "broken gzip"),
+    ("latin1.csv", lambda: (HEADER + "2026-11-19T10:00:00Z,ck\xe9,cookie,,,,,,,\n").encode("latin-1"), "not UTF-8 (line 2)"),
+    ("latin1head.csv", lambda: "ts,id,id_type,caf\xe9\n".encode("latin-1"), "not UTF-8"),
+    ("cols.csv", lambda: b"time,user\n1,2\n", "missing required column(s) ts, id, id_type"),
+    ("semicolon.csv", lambda: b"ts;id;id_type\n1;2;3\n", "missing required column(s)"),
+    ("empty.csv", lambda: b"", "empty file"),
+    ("data.xlsx", lambda: b"PK\x03\x04", "unknown file type"),
+    ("fake.parquet", lambda: b"not parquet at all", "not a readable Parquet file"),
+    ("array.jsonl", lambda: b"[1,2,3]\n", "not JSON Lines"),
+    ("dup.csv", lambda: b"ts,id,id,id_type\n", "empty or repeated column names"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name,content,message", REJECTS, ids=[r[0] for r in REJECTS])
+def test_unreadable_files_are_rejected_whole_and_change_nothing(
+    store, config, write, snapshot, name, content, message
+):
+    ingest(store, config, write("good.csv", HEADER + "2026-11-19T10:00:00Z,ck0,cookie,,,,,,,\n"))
+    before = snapshot(store)
+    [result] = ingest(store, config, write(name, content()))
+    assert result.status == "rejected"
+    assert message in result.error and name.split(".")[0] in result.error
+    after = snapshot(store)
+    assert after.pop("ingested_files")[:1] == before.pop("ingested_files")
+    assert after == before
+
+
+def test_failure_mid_load_rolls_back_the_whole_file(store, config, write, snapshot, monkeypatch):
+    ingest(store, config, write("good.csv", HEADER + "2026-11-19T10:00:00Z,ck0,cookie,,,,,,,\n"))
+    before = snapshot(store)
+
+    def explode(con, file_id):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(ingest_loader, "_merge_devices", explode)
+    path = write("b.csv", HEADER + "2026-11-19T10:00:00Z,ck1,cookie,,,,,,,\nbad,ck2,cookie,,,,,,,\n")
+    with pytest.raises(RuntimeError):
+        ingest(store, config, path)
+    assert snapshot(store) == before
+    monkeypatch.undo()
+    [result] = ingest(store, config, path)
+    assert (result.status, result.loaded, result.quarantined) == ("loaded", 1, 1)
+
+
+def test_landing_moves_files_to_done_and_failed(store, config, write):
+    landing = config.path("ingest.landing")
+    landing.mkdir(parents=True)
+    (landing / "a.csv").write_text(HEADER + "2026-11-19T10:00:00Z,ck1,cookie,,,,,,,\n")
+    (landing / "b.csv").write_text("nope\n")
+    (landing / "c.csv.part").write_text("still uploading")
+    results = ingest_landing(store, config, now=NOW)
+    assert [(r.file.rsplit("/", 1)[1], r.status) for r in results] == [
+        ("a.csv", "loaded"),
+        ("b.csv", "rejected"),
+    ]
+    assert (landing / "done" / "a.csv").exists()
+    assert (landing / "failed" / "b.csv").exists()
+    assert "missing required column" in (landing / "failed" / "b.csv.reason").read_text()
+    assert (landing / "c.csv.part").exists()
+    # The same bytes dropped in again are skipped and filed as done, without overwriting.
+    (landing / "a.csv").write_text(HEADER + "2026-11-19T10:00:00Z,ck1,cookie,,,,,,,\n")
+    [again] = ingest_landing(store, config, now=NOW)
+    assert again.status == "skipped"
+    assert len(list((landing / "done").iterdir())) == 2
