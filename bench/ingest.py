@@ -95,7 +95,7 @@ def main() -> None:
         f"{'run':>3}  {'raw s':>7} {'raw ev/s':>11} {'raw MB':>7}  "
         f"{'dmp s':>7} {'dmp ev/s':>11} {'dmp MB':>7}  {'ratio':>5}"
     )
-    for attempt, raw_s, raw_mb, dmp_s, dmp_mb, loaded in rows:
+    for attempt, raw_s, raw_mb, dmp_s, dmp_mb, _loaded in rows:
         print(
             f"{attempt:>3}  {raw_s:7.2f} {args.events / raw_s:11,.0f} {raw_mb:7,.0f}  "
             f"{dmp_s:7.2f} {args.events / dmp_s:11,.0f} {dmp_mb:7,.0f}  {raw_s / dmp_s:5.2f}"

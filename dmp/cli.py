@@ -280,3 +280,24 @@ def generate(
             f"wrote {summary['events']:,} events for {summary['devices']:,} devices "
             f"({summary['personas']} personas) to {out}"
         )
+
+
+@main.command("run")
+@click.argument("names", nargs=-1, required=True)
+@json_option
+@pass_ctx
+def run_jobs(ctx: Context, names: tuple[str, ...], as_json: bool) -> None:
+    """Run pipeline jobs once, in the order given (or `all`)."""
+    from jobs import JOBS
+
+    chosen = list(JOBS) if names == ("all",) else list(names)
+    unknown = [n for n in chosen if n not in JOBS]
+    if unknown:
+        raise click.UsageError(f"unknown job(s) {', '.join(unknown)}; known: {', '.join(JOBS)}")
+    with ctx.store() as store:
+        results = {name: JOBS[name](store, ctx.config) for name in chosen}
+    if as_json:
+        emit_json(results)
+    else:
+        for name, summary in results.items():
+            click.echo(f"{name}: " + ", ".join(f"{k} {v}" for k, v in summary.items()))

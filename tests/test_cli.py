@@ -31,7 +31,10 @@ def test_init_status_and_ingest_json_contract(cli, tmp_path):
     loaded, rejected = json.loads(result.stdout)
     assert CONTRACT <= set(loaded) and CONTRACT | {"error"} <= set(rejected)
     assert (loaded["status"], loaded["rows"], loaded["loaded"], loaded["quarantined"]) == (
-        "loaded", 2, 1, 1,
+        "loaded",
+        2,
+        1,
+        1,
     )
     assert loaded["reasons"] == {"bad_timestamp": 1}
     assert rejected["status"] == "rejected" and "missing required column" in rejected["error"]
@@ -42,7 +45,9 @@ def test_init_status_and_ingest_json_contract(cli, tmp_path):
 
     status = json.loads(cli("status", "--json").stdout)
     assert (status["events"], status["devices"], status["devices_by_type"]) == (
-        1, 1, {"cookie": 1},
+        1,
+        1,
+        {"cookie": 1},
     )
     assert status["last_ingest"]["status"] == "rejected"
     assert status["quarantined_by_reason"] == {"bad_timestamp": 1}
@@ -93,3 +98,13 @@ def test_generate_writes_a_world_that_ingests(cli, tmp_path):
     assert sum(r["dropped"] for r in results) == 1  # the limited-ad-tracking MAID
     status = json.loads(cli("status", "--json").stdout)
     assert status["devices"] == 300 and status["id_links"] > 0
+
+
+def test_run_ingest_job_over_landing(cli, home):
+    cli("init")
+    (home / "landing" / "a.csv").write_text(HEADER + "2026-11-19T10:00:00Z,ck1,cookie\n")
+    result = cli("run", "all", "--json")
+    assert json.loads(result.stdout) == {
+        "ingest": {"files": 1, "loaded": 1, "quarantined": 0, "rejected": []}
+    }
+    assert cli("run", "nope").exit_code == 2

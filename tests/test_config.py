@@ -37,10 +37,18 @@ def test_overrides_apply_in_order_file_env_cli(tmp_path):
 @pytest.mark.parametrize(
     "overrides,env,message",
     [
-        (["ingest.max_future_minutes=soon"], {}, "ingest.max_future_minutes (from --set): expected"),
+        (
+            ["ingest.max_future_minutes=soon"],
+            {},
+            "ingest.max_future_minutes (from --set): expected",
+        ),
         ([], {"DMP_STORE__THREADS": "-1"}, "store.threads (from environment DMP_STORE__THREADS)"),
         (["store.memory_limit=lots"], {}, "store.memory_limit (from --set): expected a size"),
-        (["ingest.earliest_date=yesterday"], {}, "ingest.earliest_date (from --set): expected a date"),
+        (
+            ["ingest.earliest_date=yesterday"],
+            {},
+            "ingest.earliest_date (from --set): expected a date",
+        ),
         (["ingest.nope=1"], {}, "unknown config key ingest.nope"),
         (["no_equals_sign"], {}, "expected section.key=value"),
     ],

@@ -76,14 +76,19 @@ BAD_ROWS = [
     ("bad_linked_id", f"2026-11-19T10:00:00Z,ck1,cookie,,,,,,,{GAID[:-1]}"),
     ("bad_country", "2026-11-19T10:00:00Z,ck1,cookie,,,,USA,,,"),
     ("bad_gpc", "2026-11-19T10:00:00Z,ck1,cookie,,,,,maybe,,"),
-    ("oversize_field", "2026-11-19T10:00:00Z,ck1,cookie,https://x.example/" + "a" * 9000 + ",,,,,,"),
+    (
+        "oversize_field",
+        "2026-11-19T10:00:00Z,ck1,cookie,https://x.example/" + "a" * 9000 + ",,,,,,",
+    ),
     ("oversize_field", f"2026-11-19T10:00:00Z,{'c' * 300},cookie,,,,,,,"),
 ]
 
 
 def test_every_bad_row_class_is_quarantined_with_line_and_reason(store, config, write):
     good = "2026-11-19T10:00:00Z,ckgood,cookie,,,,,,,"
-    lines = [good] + [line for _, line in BAD_ROWS] + ["2026-11-19T10:00:00Z,ck9"] + [good[:-1] + ","]
+    lines = (
+        [good] + [line for _, line in BAD_ROWS] + ["2026-11-19T10:00:00Z,ck9"] + [good[:-1] + ","]
+    )
     path = write("bad.csv", HEADER + "\n".join(lines) + "\n")
     [result] = ingest(store, config, path)
     assert result.status == "loaded"
@@ -97,7 +102,7 @@ def test_every_bad_row_class_is_quarantined_with_line_and_reason(store, config, 
     assert result.quarantined == len(BAD_ROWS) + 1
     stored = rows(store, "SELECT line, reason, raw FROM quarantine ORDER BY line")
     # line 1 is the header, line 2 the good row; each bad row keeps its own line.
-    for (line, reason, raw), (want_reason, text) in zip(stored, BAD_ROWS, strict=False):
+    for (_line, reason, raw), (want_reason, text) in zip(stored, BAD_ROWS, strict=False):
         assert reason == want_reason
         assert raw == text
     assert [s[0] for s in stored] == list(range(3, 3 + len(BAD_ROWS) + 1))
@@ -138,12 +143,16 @@ def test_duplicate_events_load_once_within_and_across_files(store, config, write
 @pytest.mark.parametrize("name", ["e.tsv", "e.tsv.gz", "e.csv.gz"])
 def test_tsv_and_gzip(store, config, write, name):
     sep = "\t" if ".tsv" in name else ","
-    text = HEADER.replace(",", sep) + sep.join(
-        ["2026-11-19T10:00:00Z", GAID, "gaid", "", "", "", "", "", "", ""]
-    ) + "\n"
+    text = (
+        HEADER.replace(",", sep)
+        + sep.join(["2026-11-19T10:00:00Z", GAID, "gaid", "", "", "", "", "", "", ""])
+        + "\n"
+    )
     [result] = ingest(store, config, write(name, text))
     assert (result.status, result.loaded, result.format) == (
-        "loaded", 1, "tsv" if ".tsv" in name else "csv",
+        "loaded",
+        1,
+        "tsv" if ".tsv" in name else "csv",
     )
 
 
@@ -198,10 +207,12 @@ def test_unknown_layout_is_a_clear_error(store, config, write):
         ingest(store, config, write("a.csv", HEADER), layout="nope")
 
 
+ROW = "2026-11-19T10:00:00Z,ck1,cookie,,,,,,,\n"
+LATIN1_ROW = "2026-11-19T10:00:00Z,ck\xe9,cookie,,,,,,,\n"
 REJECTS = [
-    ("broken.csv.gz", lambda: gzip.compress((HEADER + "2026-11-19T10:00:00Z,ck1,cookie,,,,,,,\n" * 500).encode())[:-6], "broken gzip"),
+    ("broken.csv.gz", lambda: gzip.compress((HEADER + ROW * 99).encode())[:-6], "broken gzip"),
     ("garbage.csv.gz", lambda: b"\x1f\x8b\x08\x00garbage", "broken gzip"),
-    ("latin1.csv", lambda: (HEADER + "2026-11-19T10:00:00Z,ck\xe9,cookie,,,,,,,\n").encode("latin-1"), "not UTF-8 (line 2)"),
+    ("latin1.csv", lambda: (HEADER + LATIN1_ROW).encode("latin-1"), "not UTF-8 (line 2)"),
     ("latin1head.csv", lambda: "ts,id,id_type,caf\xe9\n".encode("latin-1"), "not UTF-8"),
     ("cols.csv", lambda: b"time,user\n1,2\n", "missing required column(s) ts, id, id_type"),
     ("semicolon.csv", lambda: b"ts;id;id_type\n1;2;3\n", "missing required column(s)"),
@@ -235,7 +246,9 @@ def test_failure_mid_load_rolls_back_the_whole_file(store, config, write, snapsh
         raise RuntimeError("disk on fire")
 
     monkeypatch.setattr(ingest_loader, "_merge_devices", explode)
-    path = write("b.csv", HEADER + "2026-11-19T10:00:00Z,ck1,cookie,,,,,,,\nbad,ck2,cookie,,,,,,,\n")
+    path = write(
+        "b.csv", HEADER + "2026-11-19T10:00:00Z,ck1,cookie,,,,,,,\nbad,ck2,cookie,,,,,,,\n"
+    )
     with pytest.raises(RuntimeError):
         ingest(store, config, path)
     assert snapshot(store) == before

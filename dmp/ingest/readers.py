@@ -300,7 +300,9 @@ def _parquet_source(
     try:
         headers = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()]
     except duckdb.Error as exc:
-        raise RejectedFile(f"{path.name}: not a readable Parquet file ({_first_sentence(exc)})")
+        raise RejectedFile(
+            f"{path.name}: not a readable Parquet file ({_first_sentence(exc)})"
+        ) from exc
     mapping = _map_headers(path, headers, layout)
     select = _select_canonical(mapping, layout, lambda h: f"CAST({_ident(h)} AS VARCHAR)")
     originals = ", ".join(f"{_ident(h)} AS f{i}" for i, h in enumerate(headers))

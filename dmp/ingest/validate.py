@@ -86,9 +86,12 @@ def staged_sql(source_sql: str, raw_expr: str) -> str:
         "bad_timestamp": "n_ts IS NULL",
         "future_timestamp": "n_ts > $latest",
         "old_timestamp": "n_ts < $earliest",
-        "bad_hem": f"{_present('hem')} AND NOT regexp_full_match(lower(trim(hem)), '[0-9a-f]{{64}}')",
+        "bad_hem": (
+            f"{_present('hem')} AND NOT regexp_full_match(lower(trim(hem)), '[0-9a-f]{{64}}')"
+        ),
         "bad_linked_id": (
-            f"({_present('maid')} AND n_maid IS NULL) OR ({_present('cookie')} AND n_cookie IS NULL)"
+            f"({_present('maid')} AND n_maid IS NULL) "
+            f"OR ({_present('cookie')} AND n_cookie IS NULL)"
         ),
         "bad_country": f"{_present('country')} AND NOT regexp_full_match(n_country, '[A-Z]{{2}}')",
         "bad_gpc": f"{_present('gpc')} AND n_gpc IS NULL",

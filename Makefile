@@ -1,0 +1,38 @@
+# Two commands for a fresh machine with Python 3.11+ and make:
+#   make run    venv + install, init the DuckDB file, load the sample data, run the pipeline
+#   make test   venv + install, lint, the whole test suite
+PYTHON ?= python3
+VENV ?= .venv
+DMP_HOME ?= $(CURDIR)/.dmp
+export DMP_HOME
+DMP = $(VENV)/bin/dmp
+
+.PHONY: run test lint bench sample clean
+
+run: $(VENV)/.installed
+	$(DMP) init
+	$(DMP) ingest sample_data/logs/*
+	$(DMP) run all
+	$(DMP) status
+
+test: $(VENV)/.installed lint
+	$(VENV)/bin/pytest
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+bench: $(VENV)/.installed
+	$(VENV)/bin/python bench/ingest.py
+
+sample: $(VENV)/.installed
+	$(VENV)/bin/python sample_data/build.py
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	touch $@
+
+clean:
+	rm -rf $(VENV) .dmp bench/out

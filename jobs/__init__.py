@@ -1,0 +1,8 @@
+"""Scheduled jobs: one thin module per job, each a ``run(store, config, now)`` that
+calls into ``dmp`` and returns a JSON-ready summary. ``JOBS`` lists them in
+pipeline order; more arrive with their stages.
+"""
+
+from jobs import ingest
+
+JOBS = {"ingest": ingest.run}

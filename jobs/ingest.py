@@ -1,0 +1,19 @@
+"""Ingest every file waiting in the landing folder."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from dmp.config import Config
+from dmp.ingest import ingest_landing
+from dmp.store import Store
+
+
+def run(store: Store, config: Config, now: datetime | None = None) -> dict:
+    results = ingest_landing(store, config, now=now)
+    return {
+        "files": len(results),
+        "loaded": sum(r.loaded for r in results),
+        "quarantined": sum(r.quarantined for r in results),
+        "rejected": [r.file for r in results if r.status == "rejected"],
+    }
