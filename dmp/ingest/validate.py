@@ -30,101 +30,127 @@ SKIP_REASONS = frozenset({"blank_line"})
 
 MAID_TYPES = ("maid", "idfa", "gaid", "aaid")
 ZERO_MAID = "00000000-0000-0000-0000-000000000000"
-_UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
-# Host of a URL, scheme, user info and "www." stripped.
-_HOST = r"^(?:[a-zA-Z][a-zA-Z0-9+.-]*://)?(?:[^/?#@]*@)?(?:[wW]{3}[.])?([^/:?#]+)"
+_UUID = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+_TEXT_FIELDS = ("ts", "id", "id_type", "url", "event", "category", "keywords", "country",
+                "consent", "gpc", "hem", "maid", "cookie")  # fmt: skip
 _OTHER_FIELDS = ("url", "event", "category", "keywords", "country", "consent", "gpc")
 
 
-def _maid(expr: str) -> str:
-    """Canonical lower-case hyphenated UUID, or NULL when ``expr`` is not one.
+def _text(col: str) -> str:
+    """The field without surrounding whitespace, NULL when blank.
 
-    The common case (already hyphenated) is one regex match; only bare 32-hex
-    IDs pay for re-assembly.
+    Trimming copies every string, and most fields have nothing to trim, so
+    only values that start or end with whitespace (or are empty) pay for it.
     """
-    low = f"lower(trim({expr}))"
     return (
-        f"CASE WHEN regexp_full_match({low}, '{_UUID}') THEN {low} "
-        f"WHEN regexp_full_match({low}, '[0-9a-f]{{32}}') THEN "
+        f"CASE WHEN ord({col}) <= 32 OR ord({col}[-1]) <= 32 "
+        f"THEN nullif(trim({col}), '') ELSE {col} END"
+    )
+
+
+def _maid(col: str) -> str:
+    """Canonical lower-case hyphenated UUID, or NULL when ``col`` is not one."""
+    low = f"lower({col})"
+    return (
+        f"CASE WHEN regexp_full_match({col}, '{_UUID}') THEN {low} "
+        f"WHEN regexp_full_match({col}, '[0-9a-fA-F]{{32}}') THEN "
         f"substr({low}, 1, 8) || '-' || substr({low}, 9, 4) || '-' || "
         f"substr({low}, 13, 4) || '-' || substr({low}, 17, 4) || '-' || "
         f"substr({low}, 21, 12) END"
     )
 
 
-def _cookie(expr: str) -> str:
+def _cookie(col: str) -> str:
     """A cookie ID is opaque but printable ASCII without spaces (RFC 6265 values)."""
-    return f"CASE WHEN regexp_full_match(trim({expr}), '[!-~]+') THEN trim({expr}) END"
+    return f"CASE WHEN regexp_full_match({col}, '[!-~]+') THEN {col} END"
 
 
-def _blank(expr: str) -> str:
-    return f"({expr} IS NULL OR trim({expr}) = '')"
+def _after_scheme(url: str) -> str:
+    """The URL from its authority on, capped at a host's maximum length."""
+    start = (
+        f"CASE WHEN strpos({url}, '://') > 0 THEN strpos({url}, '://') + 3 "
+        f"WHEN starts_with({url}, '//') THEN 3 ELSE 1 END"
+    )
+    return f"{url}[{start}:{start} + 300]"
 
 
-def _present(expr: str) -> str:
-    return f"NOT {_blank(expr)}"
+def _authority(rest: str) -> str:
+    """The lower-case authority (``user@host:port``) from ``_after_scheme``.
+
+    Built from ``strpos`` and slices on purpose: a regular expression or
+    ``split_part`` over the whole URL costs more than reading the file.
+    """
+    ends = ", ".join(f"coalesce(nullif(strpos({rest}, '{c}'), 0), 999)" for c in "/?#")
+    return f"lower({rest}[:least({ends}) - 1])"
 
 
 def staged_sql(source_sql: str, raw_expr: str) -> str:
     """The SELECT that turns a reader's canonical text columns into typed, checked rows.
 
-    Parameters: ``$now``, ``$latest`` (now + allowed clock skew), ``$earliest``,
-    ``$max_id`` and ``$max_field`` (lengths).
+    Parameters: ``$latest`` (now + allowed clock skew), ``$earliest``,
+    ``$max_id`` and ``$max_field`` (lengths in bytes).
     """
-    oversize = " OR ".join(f"length({name}) > $max_field" for name in _OTHER_FIELDS)
+    oversize = " OR ".join(f"strlen({name}) > $max_field" for name in _OTHER_FIELDS)
+    ids = " OR ".join(f"strlen({name}) > $max_id" for name in ("id", "hem", "maid", "cookie"))
     reasons = {
         "blank_line": "blank",
         "malformed_row": "malformed",
-        "missing_id": _blank("id"),
-        "oversize_field": (
-            f"length(id) > $max_id OR length(hem) > $max_id OR length(maid) > $max_id "
-            f"OR length(cookie) > $max_id OR {oversize}"
-        ),
+        "missing_id": "id IS NULL",
+        "oversize_field": f"{ids} OR {oversize}",
         "bad_id_type": "n_id_type IS NULL",
         "bad_id": "n_id IS NULL",
         "limited_ad_tracking": f"n_id = '{ZERO_MAID}'",
         "bad_timestamp": "n_ts IS NULL",
         "future_timestamp": "n_ts > $latest",
         "old_timestamp": "n_ts < $earliest",
-        "bad_hem": (
-            f"{_present('hem')} AND NOT regexp_full_match(lower(trim(hem)), '[0-9a-f]{{64}}')"
-        ),
-        "bad_linked_id": (
-            f"({_present('maid')} AND n_maid IS NULL) "
-            f"OR ({_present('cookie')} AND n_cookie IS NULL)"
-        ),
-        "bad_country": f"{_present('country')} AND NOT regexp_full_match(n_country, '[A-Z]{{2}}')",
-        "bad_gpc": f"{_present('gpc')} AND n_gpc IS NULL",
+        "bad_hem": "hem IS NOT NULL AND NOT regexp_full_match(hem, '[0-9a-fA-F]{64}')",
+        "bad_linked_id": "(maid IS NOT NULL AND n_maid IS NULL) "
+        "OR (cookie IS NOT NULL AND n_cookie IS NULL)",
+        "bad_country": "country IS NOT NULL AND NOT regexp_full_match(n_country, '[A-Z]{2}')",
+        "bad_gpc": "gpc IS NOT NULL AND n_gpc IS NULL",
     }
     reason_case = (
         "CASE " + " ".join(f"WHEN {reasons[name]} THEN '{name}'" for name in REASONS) + " END"
     )
     maid_types = ", ".join(f"'{t}'" for t in MAID_TYPES)
+    cleaned = ", ".join(f"{_text(name)} AS {name}" for name in _TEXT_FIELDS)
     return f"""
     WITH src AS ({source_sql}),
+    cleaned AS (SELECT * REPLACE ({cleaned}) FROM src),
     typed AS (
         SELECT *,
-            CASE WHEN lower(trim(id_type)) IN ({maid_types}) THEN 'maid'
-                 WHEN lower(trim(id_type)) = 'cookie' THEN 'cookie' END AS n_id_type,
-            TRY_CAST(trim(ts) AS DOUBLE) AS ts_number
-        FROM src
+            CASE WHEN id_type = 'cookie' THEN 'cookie'
+                 WHEN lower(id_type) IN ({maid_types}) THEN 'maid'
+                 WHEN lower(id_type) = 'cookie' THEN 'cookie' END AS n_id_type,
+            TRY_CAST(ts AS TIMESTAMPTZ)::TIMESTAMP AS ts_text,
+            {_after_scheme("url")} AS url_rest
+        FROM cleaned
+    ),
+    numbered AS (
+        SELECT *,
+            CASE WHEN ts_text IS NULL THEN TRY_CAST(ts AS DOUBLE) END AS ts_number,
+            {_authority("url_rest")} AS authority
+        FROM typed
     ),
     normal AS (
         SELECT *,
             CASE n_id_type WHEN 'maid' THEN {_maid("id")} WHEN 'cookie' THEN {_cookie("id")}
             END AS n_id,
-            CASE WHEN ts_number IS NULL THEN TRY_CAST(trim(ts) AS TIMESTAMPTZ)::TIMESTAMP
+            CASE WHEN ts_text IS NOT NULL THEN ts_text
                  WHEN ts_number >= 0 AND ts_number < 1e11
                      THEN make_timestamp(TRY_CAST(ts_number * 1e6 AS BIGINT))
                  WHEN ts_number >= 1e11 AND ts_number < 1e14
                      THEN make_timestamp(TRY_CAST(ts_number * 1e3 AS BIGINT))
             END AS n_ts,
-            upper(trim(country)) AS n_country,
-            CASE WHEN lower(trim(gpc)) IN ('1', 'true') THEN true
-                 WHEN lower(trim(gpc)) IN ('0', 'false') THEN false END AS n_gpc,
+            upper(country) AS n_country,
+            CASE WHEN lower(gpc) IN ('1', 'true') THEN true
+                 WHEN lower(gpc) IN ('0', 'false') THEN false END AS n_gpc,
             {_maid("maid")} AS n_maid,
-            {_cookie("cookie")} AS n_cookie
-        FROM typed
+            {_cookie("cookie")} AS n_cookie,
+            CASE WHEN contains(authority, '@') OR contains(authority, ':')
+                 THEN split_part(split_part(authority, '@', -1), ':', 1) ELSE authority
+            END AS host
+        FROM numbered
     ),
     checked AS (SELECT *, {reason_case} AS reason FROM normal)
     SELECT
@@ -133,16 +159,17 @@ def staged_sql(source_sql: str, raw_expr: str) -> str:
         n_ts AS ts,
         n_id AS id,
         n_id_type AS id_type,
-        coalesce(nullif(lower(trim(event)), ''), 'pageview') AS event,
-        nullif(trim(url), '') AS url,
-        nullif(lower(regexp_extract(trim(url), '{_HOST}', 1)), '') AS domain,
-        nullif(list_filter(list_transform(string_split(category, '|'), lambda c: trim(c)),
-            lambda c: c <> ''), []) AS categories,
-        nullif(trim(keywords), '') AS keywords,
-        nullif(n_country, '') AS country,
-        nullif(trim(consent), '') AS consent,
+        coalesce(lower(event), 'pageview') AS event,
+        url,
+        nullif(CASE WHEN starts_with(host, 'www.') THEN host[5:] ELSE host END, '') AS domain,
+        CASE WHEN category IS NOT NULL THEN
+            nullif(list_filter(list_transform(string_split(category, '|'), lambda c: trim(c)),
+                lambda c: c <> ''), []) END AS categories,
+        keywords,
+        n_country AS country,
+        consent,
         n_gpc AS gpc,
-        CASE WHEN {_present("hem")} THEN lower(trim(hem)) END AS link_hem,
+        lower(hem) AS link_hem,
         CASE WHEN n_maid IS DISTINCT FROM n_id THEN n_maid END AS link_maid,
         CASE WHEN n_cookie IS DISTINCT FROM n_id THEN n_cookie END AS link_cookie
     FROM checked
