@@ -11,3 +11,8 @@ from datetime import UTC, datetime
 def utcnow() -> datetime:
     """Current UTC time as a naive datetime, the form stored in DuckDB."""
     return datetime.now(UTC).replace(tzinfo=None)
+
+
+def iso(value: datetime | None) -> str | None:
+    """A stored (naive UTC) timestamp as ISO-8601 with ``Z``, for JSON output."""
+    return None if value is None else value.isoformat(timespec="seconds") + "Z"

@@ -53,6 +53,12 @@ class Config:
     def section(self, name: str) -> Mapping[str, Any]:
         return self.values.get(name, {})
 
+    def layers(self, filename: str) -> list[tuple[Path, dict[str, Any]]]:
+        """``config/FILENAME`` and, if present, ``$DMP_HOME/FILENAME``, parsed, most specific
+        last: for files such as schedule.toml whose tables their own stage validates."""
+        shipped, instance = DEFAULTS_FILE.with_name(filename), self.home / filename
+        return [(p, _read_toml(p)) for p in (shipped, instance) if p == shipped or p.exists()]
+
 
 def load_config(
     home: str | os.PathLike | None = None,
@@ -90,6 +96,18 @@ def load_config(
     return Config(home=home_path, values=values)
 
 
+def _int_list(value: Any, bad) -> list[int]:
+    """Lists in config are of whole numbers (TCF purposes); env and --set give "1,3,4"."""
+    items = value if isinstance(value, list) else str(value).replace(" ", "").split(",")
+    try:
+        numbers = [int(v) for v in items if v != "" and not isinstance(v, bool | float)]
+    except (TypeError, ValueError):
+        raise bad("a list of whole numbers such as [1, 3, 4]") from None
+    if len(numbers) != len([v for v in items if v != ""]) or any(n < 0 for n in numbers):
+        raise bad("a list of whole numbers such as [1, 3, 4]")
+    return numbers
+
+
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as handle:
@@ -125,6 +143,8 @@ def _coerce(key: str, default: Any, value: Any, source: str) -> Any:
         if text in {"0", "false", "no", "off"}:
             return False
         raise bad("true or false")
+    if isinstance(default, list):
+        return _int_list(value, bad)
     if isinstance(default, int):
         try:
             number = int(value) if not isinstance(value, bool | float) else None

@@ -6,13 +6,17 @@ Each device belongs to one persona (a mix of IAB Content Taxonomy 3.1
 categories) and draws most page views from it, the rest from categories
 popular with everyone and a little uniform noise. Conversions are planted on
 personas (``propensity``), so a lookalike of converters has a true answer.
+
+Devices in TCF countries carry an IAB TCF v2 consent string on every event:
+most grant purposes 1-10, some deny profiling (purpose 3 or 4), a few send
+strings that cannot be decoded; devices elsewhere send none.
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -21,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 
 from dmp.clock import utcnow
+from dmp.tcf import TCString, encode
 
 # (name, content category IDs, conversion propensity). IDs are IAB Content Taxonomy 3.1.
 PERSONAS: tuple[tuple[str, tuple[str, ...], float], ...] = (
@@ -44,6 +49,11 @@ BACKGROUND_SHARE = 0.25
 NOISE_SHARE = 0.03
 COUNTRIES = ("US", "GB", "DE", "FR", "ES", "IT", "NL", "CA", "AU")
 COUNTRY_WEIGHTS = (0.40, 0.12, 0.10, 0.08, 0.06, 0.06, 0.06, 0.07, 0.05)
+# Where a site's CMP asks for TCF consent (GDPR, and the UK's copy of it).
+TCF_COUNTRIES = ("GB", "DE", "FR", "ES", "IT", "NL")
+CONSENT_DENY_SHARE = 0.08
+CONSENT_GARBAGE_SHARE = 0.01
+CONSENT_VENDORS = frozenset({10, 32, 52, 755, 793})
 EVENT_TYPES = ("pageview", "click", "video_view")
 EVENT_WEIGHTS = (0.85, 0.10, 0.05)
 CHUNK = 2_000_000
@@ -65,7 +75,7 @@ class World:
         """Create tables ``world_devices`` and ``world_events`` (all text, as logs are)."""
         rng = np.random.default_rng(self.seed)
         now = self.now or utcnow().replace(microsecond=0)
-        devices, mix = self._devices(rng)
+        devices, mix = self._devices(rng, now - timedelta(days=self.days))
         con.register("device_arrow", devices)
         con.execute("CREATE OR REPLACE TABLE world_devices AS SELECT * FROM device_arrow")
         con.unregister("device_arrow")
@@ -87,7 +97,7 @@ class World:
             con.execute("INSERT INTO world_events SELECT * FROM event_arrow")
             con.unregister("event_arrow")
 
-    def _devices(self, rng: np.random.Generator) -> tuple[pa.Table, np.ndarray]:
+    def _devices(self, rng: np.random.Generator, start: datetime) -> tuple[pa.Table, np.ndarray]:
         """Device attributes, and each device's own mix over its persona's categories."""
         n = self.devices
         persona = rng.integers(0, len(PERSONAS), n)
@@ -117,22 +127,44 @@ class World:
             if len(pool):
                 link[i] = pool[rng.integers(0, len(pool))]
         ids_arr = np.array(ids, dtype=object)
-        return pa.table(
-            {
-                "id": ids,
-                "id_type": np.where(is_maid, "maid", "cookie"),
-                "os": np.where(is_maid, np.where(rng.random(n) < 0.5, "idfa", "gaid"), None),
-                "persona": np.array([p[0] for p in PERSONAS])[persona],
-                "persona_index": persona,
-                "propensity": propensity,
-                "converted": converted,
-                "email": emails,
-                "hem": hems,
-                "linked_maid": np.where(link >= 0, ids_arr[np.maximum(link, 0)], None),
-                "country": rng.choice(COUNTRIES, n, p=COUNTRY_WEIGHTS),
-                "gpc": rng.random(n) < 0.03,
-            }
-        ), rng.dirichlet(np.full(5, 2.0), n)
+        columns = {
+            "id": ids,
+            "id_type": np.where(is_maid, "maid", "cookie"),
+            "os": np.where(is_maid, np.where(rng.random(n) < 0.5, "idfa", "gaid"), None),
+            "persona": np.array([p[0] for p in PERSONAS])[persona],
+            "persona_index": persona,
+            "propensity": propensity,
+            "converted": converted,
+            "email": emails,
+            "hem": hems,
+            "linked_maid": np.where(link >= 0, ids_arr[np.maximum(link, 0)], None),
+            "country": rng.choice(COUNTRIES, n, p=COUNTRY_WEIGHTS),
+            "gpc": rng.random(n) < 0.03,
+        }
+        columns["consent"] = self._consent(columns["country"], start)
+        return pa.table(columns), rng.dirichlet(np.full(5, 2.0), n)
+
+    def _consent(self, country: np.ndarray, start: datetime) -> np.ndarray:
+        """Each device's TCF string (None outside TCF countries), one of a few made once.
+
+        Drawn from a stream of its own, so adding consent left every other
+        attribute of a seeded world as it was.
+        """
+        rng = np.random.default_rng((self.seed, 2))
+        grant, deny, garbage = consent_strings(start)
+        roll = rng.random(len(country))
+        pick = rng.integers(0, 1 << 16, len(country))
+        choices = np.array(grant + deny + garbage, dtype=object)
+        index = np.where(
+            roll < CONSENT_GARBAGE_SHARE,
+            len(grant) + len(deny) + pick % len(garbage),
+            np.where(
+                roll < CONSENT_GARBAGE_SHARE + CONSENT_DENY_SHARE,
+                len(grant) + pick % len(deny),
+                pick % len(grant),
+            ),
+        )
+        return np.where(np.isin(country, TCF_COUNTRIES), choices[index], None)
 
     def _event_counts(self, rng: np.random.Generator) -> np.ndarray:
         """At least one event per device (when there are enough), heavy-tailed beyond."""
@@ -194,7 +226,7 @@ class World:
                 "category": np.where(carries_category, category, None),
                 "keywords": pa.nulls(k, pa.string()),
                 "country": devices["country"].to_numpy(zero_copy_only=False)[owner],
-                "consent": pa.nulls(k, pa.string()),
+                "consent": devices["consent"].to_numpy(zero_copy_only=False)[owner],
                 "gpc": np.where(devices["gpc"].to_numpy()[owner], "1", "0"),
                 "hem": np.where(sometimes, hem, None),
                 "maid": np.where(sometimes, linked, None),
@@ -249,6 +281,42 @@ class World:
             "truth": str(truth),
             "seeds": seeds,
         }
+
+
+def consent_strings(start: datetime) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """TCF strings as CMPs write them, given two weeks before the logs ``start``:
+    (granting purposes 1-10, denying purpose 3 or 4, undecodable).
+
+    Two granting CMPs, one writing vendors as a bitfield and one as ranges, so
+    both encodings reach the ingest. Times to the day, as CMPs round them.
+    """
+    given = (start - timedelta(days=14)).replace(hour=0, minute=0, second=0, microsecond=0)
+    base = TCString(
+        created=given,
+        last_updated=given,
+        cmp_id=300,
+        cmp_version=2,
+        vendor_list_version=150,
+        tcf_policy_version=4,
+        publisher_cc="DE",
+        special_feature_optins=frozenset({1}),
+        purposes_consent=frozenset(range(1, 11)),
+        purposes_li=frozenset({2, 7, 8, 9, 10}),
+        vendor_consents=CONSENT_VENDORS,
+        vendor_li=frozenset({10, 52}),
+    )
+    other_cmp = replace(base, cmp_id=7, consent_language="FR", publisher_cc="FR")
+    grant = (encode(base, "bitfield"), encode(other_cmp, "range"))
+    deny = tuple(
+        encode(replace(base, purposes_consent=base.purposes_consent - {purpose}))
+        for purpose in (3, 4)
+    )
+    garbage = (
+        grant[0][:20],  # a cookie cut short
+        "BOVeoB_OVeoFxC-AHAFRBtAAAAAhGAEAD4AXAA2YCEQ",  # TCF v1
+        "undefined",  # a tag template's unset variable
+    )
+    return grant, deny, garbage
 
 
 _EVENT_SCHEMA = pa.schema(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dmp.clock import iso
 from dmp.store import Store
 
 
@@ -30,8 +31,8 @@ def status(store: Store) -> dict:
         "database": str(store.path),
         "schema_version": store.schema_version(),
         "events": events,
-        "first_event": _iso(first_event),
-        "last_event": _iso(last_event),
+        "first_event": iso(first_event),
+        "last_event": iso(last_event),
         "devices": sum(by_type.values()),
         "devices_by_type": by_type,
         "id_links": con.execute("SELECT count(*) FROM id_links").fetchone()[0],
@@ -43,13 +44,9 @@ def status(store: Store) -> dict:
         else {
             "file": last[0],
             "status": last[1],
-            "finished_at": _iso(last[2]),
+            "finished_at": iso(last[2]),
             "loaded": last[3],
             "quarantined": last[4],
             "error": last[5],
         },
     }
-
-
-def _iso(value) -> str | None:
-    return None if value is None else value.isoformat(timespec="seconds") + "Z"

@@ -81,6 +81,9 @@ def open_store(config: Config, read_only: bool = False) -> Store:
     # value that does not convert becomes a hard error; validation relies on
     # TRY_CAST returning NULL, so that rewrite stays off.
     con.execute("SET disabled_optimizers = 'type_pushdown'")
+    # DuckDB draws its own progress bar on stdout, which would corrupt --json
+    # output; ingest polls query_progress() and draws one on stderr instead.
+    con.execute("SET enable_progress_bar_print = false")
     store = Store(con, path)
     if not read_only:
         migrate(store)

@@ -3,6 +3,6 @@ calls into ``dmp`` and returns a JSON-ready summary. ``JOBS`` lists them in
 pipeline order; more arrive with their stages.
 """
 
-from jobs import ingest
+from jobs import expire, ingest
 
-JOBS = {"ingest": ingest.run}
+JOBS = {"ingest": ingest.run, "expire": expire.run}

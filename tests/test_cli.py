@@ -103,7 +103,7 @@ def test_generate_writes_a_world_that_ingests(cli, tmp_path):
 def test_run_ingest_job_over_landing(cli, home):
     cli("init")
     (home / "landing" / "a.csv").write_text(HEADER + "2026-11-19T10:00:00Z,ck1,cookie\n")
-    result = cli("run", "all", "--json")
+    result = cli("run", "ingest", "--json")
     assert json.loads(result.stdout) == {
         "ingest": {"files": 1, "loaded": 1, "quarantined": 0, "rejected": []}
     }

@@ -6,11 +6,13 @@ import csv
 from pathlib import Path
 
 from dmp.generate import PERSONAS, World
+from tests.conftest import NOW
 
 
 def test_same_seed_same_world_and_truth(tmp_path):
-    first = World(devices=200, events=2000, seed=7).write(tmp_path / "a", fmt="jsonl")
-    second = World(devices=200, events=2000, seed=7).write(tmp_path / "b", fmt="jsonl")
+    # "now" fixed: two worlds built a second apart would otherwise differ in time.
+    first = World(devices=200, events=2000, seed=7, now=NOW).write(tmp_path / "a", fmt="jsonl")
+    second = World(devices=200, events=2000, seed=7, now=NOW).write(tmp_path / "b", fmt="jsonl")
     assert first["events"] == 2000
     for a, b in zip(first["files"], second["files"], strict=True):
         assert Path(a).read_bytes() == Path(b).read_bytes()

@@ -164,6 +164,7 @@ def ingest_file(
         big = size >= config.get("ingest.progress_min_bytes")
         with _watch(con, path.name, progress if big else None):
             _stage(con, source, limits)
+        _drop_opted_out(con)
         _count(con, result)
         with store.transaction():
             file_id = con.execute("SELECT nextval('file_id_seq')").fetchone()[0]
@@ -216,6 +217,19 @@ def _stage(con: duckdb.DuckDBPyConnection, source: readers.Source, limits: Limit
         SELECT line, any_value(csv_line) AS raw
         FROM {readers.REJECTS_TABLE}
         GROUP BY line
+        """
+    )
+
+
+def _drop_opted_out(con: duckdb.DuckDBPyConnection) -> None:
+    """A person's opt-out wins over their device's logs: such rows are counted, never kept."""
+    if con.execute("SELECT count(*) FROM optouts").fetchone()[0] == 0:
+        return
+    con.execute(
+        """
+        UPDATE staged s SET reason = 'opted_out'
+        WHERE reason IS NULL
+          AND EXISTS (SELECT 1 FROM optouts o WHERE o.id = s.id AND o.id_type = s.id_type)
         """
     )
 
@@ -351,7 +365,9 @@ def _merge_links(con: duckdb.DuckDBPyConnection) -> None:
                 UNION ALL
                 SELECT id, id_type, link_cookie, 'cookie', ts
                 FROM staged WHERE reason IS NULL AND link_cookie IS NOT NULL
-            )
+            ) l
+            WHERE NOT EXISTS (
+                SELECT 1 FROM optouts o WHERE o.id = l.linked_id AND o.id_type = l.linked_type)
             GROUP BY ALL
         ) f
         ON l.id_type = f.id_type AND l.id = f.id

@@ -24,7 +24,9 @@ REASONS = (
     "bad_country",
     "bad_gpc",
 )
-DROP_REASONS = frozenset({"limited_ad_tracking"})
+# Valid rows we must not keep: tracking limited by the device, or the ID opted out
+# (set by the loader after validation, against the optouts table).
+DROP_REASONS = frozenset({"limited_ad_tracking", "opted_out"})
 # Not a record at all (an empty line in JSON Lines): neither counted nor kept.
 SKIP_REASONS = frozenset({"blank_line"})
 
@@ -48,7 +50,7 @@ def _text(col: str) -> str:
     )
 
 
-def _maid(col: str) -> str:
+def maid_sql(col: str) -> str:
     """Canonical lower-case hyphenated UUID, or NULL when ``col`` is not one."""
     low = f"lower({col})"
     return (
@@ -60,7 +62,7 @@ def _maid(col: str) -> str:
     )
 
 
-def _cookie(col: str) -> str:
+def cookie_sql(col: str) -> str:
     """A cookie ID is opaque but printable ASCII without spaces (RFC 6265 values)."""
     return f"CASE WHEN regexp_full_match({col}, '[!-~]+') THEN {col} END"
 
@@ -134,7 +136,7 @@ def staged_sql(source_sql: str, raw_expr: str) -> str:
     ),
     normal AS (
         SELECT *,
-            CASE n_id_type WHEN 'maid' THEN {_maid("id")} WHEN 'cookie' THEN {_cookie("id")}
+            CASE n_id_type WHEN 'maid' THEN {maid_sql("id")} WHEN 'cookie' THEN {cookie_sql("id")}
             END AS n_id,
             CASE WHEN ts_text IS NOT NULL THEN ts_text
                  WHEN ts_number >= 0 AND ts_number < 1e11
@@ -145,8 +147,8 @@ def staged_sql(source_sql: str, raw_expr: str) -> str:
             upper(country) AS n_country,
             CASE WHEN lower(gpc) IN ('1', 'true') THEN true
                  WHEN lower(gpc) IN ('0', 'false') THEN false END AS n_gpc,
-            {_maid("maid")} AS n_maid,
-            {_cookie("cookie")} AS n_cookie,
+            {maid_sql("maid")} AS n_maid,
+            {cookie_sql("cookie")} AS n_cookie,
             CASE WHEN contains(authority, '@') OR contains(authority, ':')
                  THEN split_part(split_part(authority, '@', -1), ':', 1) ELSE authority
             END AS host

@@ -1,0 +1,108 @@
+"""`dmp explain ID`: everything the platform knows and decided about one ID, on one screen."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from dmp.clock import iso, utcnow
+from dmp.config import Config
+from dmp.identity.consent import usable_events_sql
+from dmp.identity.expiry import TTL_KEYS
+from dmp.identity.graph import linked_ids
+from dmp.identity.ids import load_ids
+from dmp.store import Store
+
+
+def explain(
+    store: Store,
+    config: Config,
+    value: str,
+    id_type: str | None = None,
+    now: datetime | None = None,
+) -> dict:
+    """ID type, lifetime, consent, opt-out and links of one ID, as a JSON-ready dict."""
+    now = now or utcnow()
+    con = store.con
+    ids = load_ids(con, [value], id_type=id_type, table="explain_id")
+    if not ids.valid:
+        return {"id": value, "valid": False, "reason": ids.invalid[0]["reason"]}
+    id_, kind = con.execute("SELECT id, id_type FROM explain_id").fetchone()
+    con.execute("DROP TABLE explain_id")
+    params = {"id": id_, "type": kind}
+    device = con.execute(
+        "SELECT first_seen, last_seen, event_count, bot FROM devices "
+        "WHERE id = $id AND id_type = $type",
+        params,
+    ).fetchone()
+    optout = con.execute(
+        "SELECT created_at, source FROM optouts WHERE id = $id AND id_type = $type", params
+    ).fetchone()
+    removal = con.execute(
+        """
+        SELECT reason, removed_at FROM identity_removals WHERE id = $id AND id_type = $type
+        ORDER BY removed_at DESC LIMIT 1
+        """,
+        params,
+    ).fetchone()
+    result = {
+        "id": id_,
+        "id_type": kind,
+        "valid": True,
+        "known": device is not None,
+        "opted_out": None if optout is None else {"at": iso(optout[0]), "source": optout[1]},
+        "last_removal": None if removal is None else {"reason": removal[0], "at": iso(removal[1])},
+        "linked_ids": [{"id_type": t, "id": i} for t, i in linked_ids(store, id_, kind)],
+        "partner_ids": dict(
+            con.execute(
+                "SELECT partner, partner_id FROM partner_ids "
+                "WHERE cookie_id = $id AND $type = 'cookie'",
+                params,
+            ).fetchall()
+        ),
+    }
+    if device is not None:
+        first, last, count, bot = device
+        ttl = config.get(TTL_KEYS[kind])
+        result.update(
+            first_seen=iso(first),
+            last_seen=iso(last),
+            events=count,
+            bot=bot,
+            expires_at=iso(last + timedelta(days=ttl)),
+            consent=_consent(store, config, params),
+        )
+    return result
+
+
+def _consent(store: Store, config: Config, params: dict) -> dict:
+    """How the ID's kept events stand on consent, and the latest string's verdict."""
+    con = store.con
+    total, gpc, latest = con.execute(
+        """
+        SELECT count(*), count(*) FILTER (WHERE gpc), arg_max(consent, ts)
+        FROM events WHERE id = $id AND id_type = $type
+        """,
+        params,
+    ).fetchone()
+    usable = con.execute(
+        f"SELECT count(*) FROM ({usable_events_sql(config)}) WHERE id = $id AND id_type = $type",
+        params,
+    ).fetchone()[0]
+    verdict = con.execute(
+        "SELECT valid, allowed FROM consent_decisions WHERE consent = ?", [latest]
+    ).fetchone()
+    return {
+        "events_kept": total,
+        "events_usable": usable,
+        "events_with_gpc": gpc,
+        "latest_string": _verdict(latest, verdict),
+    }
+
+
+def _verdict(latest: str | None, verdict: tuple | None) -> str:
+    if latest is None:
+        return "none"
+    if verdict is None:
+        return "undecided (run the expire job)"
+    valid, allowed = verdict
+    return "undecodable" if not valid else ("grants" if allowed else "refuses")
