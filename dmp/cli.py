@@ -211,6 +211,11 @@ def status(ctx: Context, as_json: bool) -> None:
     types = ", ".join(f"{k} {v:,}" for k, v in info["devices_by_type"].items())
     click.echo(f"devices      {info['devices']:,}" + (f"  ({types})" if types else ""))
     click.echo(f"id links     {info['id_links']:,}")
+    strings = info["consent_strings"]
+    click.echo(
+        f"privacy      {info['optouts']:,} opt-outs, {info['bots']:,} bots flagged, "
+        f"{strings['decided']:,} consent strings ({strings['undecodable']:,} undecodable)"
+    )
     reasons = ", ".join(f"{k} {v:,}" for k, v in info["quarantined_by_reason"].items())
     click.echo(f"quarantined  {info['quarantined']:,}" + (f"  ({reasons})" if reasons else ""))
     click.echo(

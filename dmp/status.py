@@ -27,6 +27,9 @@ def status(store: Store) -> dict:
         FROM ingested_files ORDER BY finished_at DESC, file_id DESC LIMIT 1
         """
     ).fetchone()
+    consent_strings, undecodable = con.execute(
+        "SELECT count(*), count(*) FILTER (WHERE NOT valid) FROM consent_decisions"
+    ).fetchone()
     return {
         "database": str(store.path),
         "schema_version": store.schema_version(),
@@ -36,6 +39,9 @@ def status(store: Store) -> dict:
         "devices": sum(by_type.values()),
         "devices_by_type": by_type,
         "id_links": con.execute("SELECT count(*) FROM id_links").fetchone()[0],
+        "bots": con.execute("SELECT count(*) FROM devices WHERE bot").fetchone()[0],
+        "optouts": con.execute("SELECT count(*) FROM optouts").fetchone()[0],
+        "consent_strings": {"decided": consent_strings, "undecodable": undecodable},
         "quarantined": sum(reasons.values()),
         "quarantined_by_reason": reasons,
         "files": {"loaded": files.get("loaded", 0), "rejected": files.get("rejected", 0)},

@@ -76,22 +76,3 @@ def usable_events_sql(config: Config) -> str:
         WHERE coalesce(e.gpc, false) = false
           AND CASE WHEN e.consent IS NULL THEN {no_string} ELSE coalesce(c.allowed, false) END
     """
-
-
-def consent_counts(store: Store, config: Config) -> dict:
-    """Events by consent state, for status and the overview page."""
-    no_string = "false" if config.get("consent.require_tcf") else "true"
-    row = store.con.execute(
-        f"""
-        SELECT count(*),
-               count(*) FILTER (WHERE coalesce(e.gpc, false)),
-               count(*) FILTER (WHERE e.consent IS NULL),
-               count(*) FILTER (WHERE c.valid = false),
-               count(*) FILTER (WHERE e.consent IS NOT NULL AND c.consent IS NULL),
-               count(*) FILTER (WHERE NOT coalesce(e.gpc, false) AND CASE
-                   WHEN e.consent IS NULL THEN {no_string} ELSE coalesce(c.allowed, false) END)
-        FROM events e LEFT JOIN consent_decisions c ON c.consent = e.consent
-        """
-    ).fetchone()
-    keys = ("events", "gpc", "no_string", "undecodable", "undecided", "consented")
-    return dict(zip(keys, row, strict=True))
