@@ -108,6 +108,14 @@ def _int_list(value: Any, bad) -> list[int]:
     return numbers
 
 
+def _str_list(value: Any, bad) -> list[str]:
+    """Lists of names or IDs; env and --set give "a,b,c"."""
+    items = value if isinstance(value, list) else str(value).split(",")
+    if not all(isinstance(v, str) for v in items):
+        raise bad("a list of strings")
+    return [v.strip() for v in items if v.strip()]
+
+
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as handle:
@@ -144,6 +152,8 @@ def _coerce(key: str, default: Any, value: Any, source: str) -> Any:
             return False
         raise bad("true or false")
     if isinstance(default, list):
+        if default and isinstance(default[0], str):
+            return _str_list(value, bad)
         return _int_list(value, bad)
     if isinstance(default, int):
         try:

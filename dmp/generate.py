@@ -272,6 +272,7 @@ class World:
                       FROM world_devices) TO '{truth}' (HEADER)"""
         )
         seeds = write_seed_lists(con, out / "seeds")
+        rules = write_category_rules(con, out / "categories.toml")
         con.close()
         return {
             "devices": self.devices,
@@ -280,6 +281,7 @@ class World:
             "files": written,
             "truth": str(truth),
             "seeds": seeds,
+            "category_rules": str(rules),
         }
 
 
@@ -399,6 +401,22 @@ def append_malformed_line(path: Path, fmt: str) -> None:
     else:
         with path.open("ab") as handle:
             handle.write(line)
+
+
+def write_category_rules(con: duckdb.DuckDBPyConnection, path: Path) -> Path:
+    """The world's site -> category list, as a DMP keeps one for its publishers, so events
+    logged without a category still get one (``interests.category_rules``)."""
+    domains = con.execute(
+        """
+        SELECT DISTINCT split_part(split_part(url, '://www.', 2), '/', 1) AS domain,
+               split_part(split_part(url, '://www.', 2), '-', 1) AS category
+        FROM world_events WHERE url LIKE 'https://www.%-site.example/%' ORDER BY 2
+        """
+    ).fetchall()
+    lines = ["# Synthetic sites of a `dmp generate` world and their IAB content categories.\n"]
+    lines += [f'[[rule]]\ndomain = "{d}"\ncategory = "{c}"\n' for d, c in domains]
+    path.write_text("\n".join(lines))
+    return path
 
 
 def write_seed_lists(con: duckdb.DuckDBPyConnection, folder: Path) -> dict[str, str]:

@@ -22,6 +22,7 @@ from dmp.generate import (
     append_malformed_line,
     copy_events,
     insert_bad_rows,
+    write_category_rules,
     write_seed_lists,
 )
 
@@ -56,6 +57,7 @@ def main() -> None:
         FROM world_events WHERE hash(id) % 3 = 2 ORDER BY sort_key"""
     copy_events(con, adserver, HERE / "logs" / "adserver_export.csv", "csv")
     write_seed_lists(con, HERE / "seeds")
+    write_category_rules(con, HERE / "categories.toml")
     con.execute(
         f"""COPY (SELECT id, id_type, persona, propensity, converted, hem, linked_maid
                   FROM world_devices ORDER BY id) TO '{HERE / "truth" / "devices.csv"}' (HEADER)"""

@@ -28,6 +28,9 @@ PER_DEVICE_TABLES: list[tuple[str, str, str]] = [
     ("id_links", "linked_id", "linked_type"),
     ("id_groups", "id", "id_type"),
     ("partner_ids", "cookie_id", "'cookie'"),
+    ("profiles", "id", "id_type"),
+    ("segment_members", "id", "id_type"),
+    ("segment_exits", "id", "id_type"),
 ]
 
 

@@ -1,0 +1,1 @@
+"""Interests: the IAB taxonomies, page categorisation and decayed interest profiles."""
