@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV ?= .venv
 DMP_HOME ?= $(CURDIR)/.dmp
 export DMP_HOME
+# The sample logs' synthetic sites and their categories (see sample_data/).
+export DMP_INTERESTS__CATEGORY_RULES ?= $(CURDIR)/sample_data/categories.toml
 DMP = $(VENV)/bin/dmp
 
 .PHONY: run test lint bench sample clean
@@ -13,6 +15,8 @@ run: $(VENV)/.installed
 	$(DMP) init
 	$(DMP) ingest sample_data/logs/*
 	$(DMP) run all
+	$(DMP) segments apply sample_data/segments
+	$(DMP) segments list
 	$(DMP) status
 
 test: $(VENV)/.installed lint

@@ -7,7 +7,13 @@ Every command that reports takes ``--json``; errors meant for people
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sys
+import textwrap
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -420,22 +426,803 @@ def explain(ctx: Context, value: str, id_type: str | None, as_json: bool) -> Non
         click.echo(f"{key.replace('_', ' '):<14} {value_}")
 
 
+# --- Interests and segments: taxonomy, segments ------------------------------------
+
+
+def _rule_argument(text: str):
+    """A rule given inline as JSON or as @FILE."""
+    from dmp.segments.rule_segments import parse_rule
+
+    if text.startswith("@"):
+        path = Path(text[1:])
+        if not path.is_file():
+            raise DmpError(f"{path}: no such rule file")
+        text = path.read_text(encoding="utf-8")
+    return parse_rule(text)
+
+
+rule_option = click.option("--rule", "rule_text", required=True, help="JSON rule, or @FILE.")
+
+
+@main.command()
+@click.argument("parent", required=False)
+@click.option("--audience", is_flag=True, help="Browse the Audience Taxonomy 1.1 instead.")
+@json_option
+@pass_ctx
+def taxonomy(ctx: Context, parent: str | None, audience: bool, as_json: bool) -> None:
+    """Browse the IAB taxonomies: the children of PARENT (an ID), with device counts."""
+    from dmp.interests.taxonomy import browse, ensure
+
+    with ctx.store() as store:
+        ensure(store, ctx.config)
+        nodes = browse(store, "audience" if audience else "content", parent)
+    if as_json:
+        emit_json(nodes)
+        return
+    for node in nodes:
+        flags = (" [sensitive]" if node["sensitive"] else "") + (
+            f" ({node['children']} below)" if node["children"] else ""
+        )
+        click.echo(f"{node['id']:>8}  {node['devices']:>9,}  {node['name']}{flags}")
+
+
+@main.group()
+def segments() -> None:
+    """Audience segments: rules, clusters and lookalikes, their members and sizes."""
+
+
+@segments.command("create")
+@click.argument("name")
+@rule_option
+@click.option("--description")
+@click.option("--ttl-days", type=click.IntRange(min=1), help="Membership TTL (default 30).")
+@json_option
+@pass_ctx
+def segments_create(
+    ctx: Context, name: str, rule_text: str, description, ttl_days, as_json: bool
+) -> None:
+    """Create a rule segment and fill it."""
+    from dmp.segments.rule_segments import create
+
+    with ctx.store() as store:
+        result = create(store, ctx.config, name, _rule_argument(rule_text), description, ttl_days)
+    emit_json(result) if as_json else click.echo(f"{name}: {result['size']:,} members")
+
+
+@segments.command("preview")
+@rule_option
+@json_option
+@pass_ctx
+def segments_preview(ctx: Context, rule_text: str, as_json: bool) -> None:
+    """How many devices a rule matches now; stores nothing."""
+    from dmp.segments.rule_segments import preview
+
+    with ctx.store() as store:
+        size = preview(store, ctx.config, _rule_argument(rule_text))
+    emit_json({"size": size}) if as_json else click.echo(f"{size:,} devices")
+
+
+@segments.command("list")
+@click.option("--kind", type=click.Choice(["rule", "cluster", "lookalike"]))
+@json_option
+@pass_ctx
+def segments_list(ctx: Context, kind: str | None, as_json: bool) -> None:
+    """Every segment with its kind and current size."""
+    from dmp.segments.registry import list_segments
+
+    with ctx.store() as store:
+        found = list_segments(store, kind)
+    if as_json:
+        emit_json([{k: s[k] for k in ("name", "kind", "size", "agency")} for s in found])
+        return
+    for s in found:
+        click.echo(f"{s['kind']:<10} {s['size']:>10,}  {s['name']}")
+
+
+@segments.command("show")
+@click.argument("name")
+@json_option
+@pass_ctx
+def segments_show(ctx: Context, name: str, as_json: bool) -> None:
+    """A segment's definition, size trend and overlap with the others."""
+    from dmp.segments.insights import describe
+
+    with ctx.store() as store:
+        info = describe(store, name)
+    if as_json:
+        emit_json(info)
+        return
+    click.echo(json.dumps(info, indent=2, default=str))
+
+
+@segments.command("export")
+@click.argument("name")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@pass_ctx
+def segments_export(ctx: Context, name: str, out: Path) -> None:
+    """Write the current members as CSV `id,id_type`."""
+    from dmp.segments.rule_segments import export_members
+
+    with ctx.store() as store:
+        count = export_members(store, name, out)
+    click.echo(f"{count:,} members written to {out}")
+
+
+@segments.command("dump")
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@pass_ctx
+def segments_dump(ctx: Context, folder: Path) -> None:
+    """Write every rule segment as one JSON file (to keep definitions in git)."""
+    from dmp.segments.rule_segments import dump
+
+    with ctx.store() as store:
+        written = dump(store, folder)
+    click.echo(f"{len(written)} rule segment(s) written to {folder}")
+
+
+@segments.command("apply")
+@click.argument("folder", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")
+@json_option
+@pass_ctx
+def segments_apply(ctx: Context, folder: Path, dry_run: bool, as_json: bool) -> None:
+    """Create or update rule segments from `dump` files."""
+    from dmp.segments.rule_segments import apply
+
+    with ctx.store() as store:
+        plans = apply(store, ctx.config, folder, dry_run=dry_run)
+    if as_json:
+        emit_json(plans)
+        return
+    for plan in plans:
+        click.echo(f"{plan['change']:<9} {plan['name']}  ({plan['file']})")
+
+
+# --- Activation (issue 6): destinations, sync ------------------------------------------
+# Thin shells over dmp.activation. A secret is only ever the name of the environment
+# variable holding it (--option token_env=TTD_TOKEN): never stored, never printed.
+
+
+def _key_values(pairs: tuple[str, ...]) -> dict[str, str]:
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise click.UsageError(f"--option {pair!r}: expected KEY=VALUE")
+        options[key.strip()] = value.strip()
+    return options
+
+
+@main.group()
+def destinations() -> None:
+    """Where segments go: a connector kind, its options, and the segments linked to it."""
+
+
+@destinations.command("add")
+@click.argument("name")
+@click.option("--kind", required=True, help="ttd, meta, xandr, webhook or file.")
+@click.option(
+    "--option",
+    "options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A setting (repeatable). ttd: advertiser_id, token_env, [data_provider_id, "
+    "base_url, partner, ttl_days]; meta: token_env, [base_url, version]; xandr: "
+    "token_env, [base_url, maid_domain, ttl_days]; webhook: url, secret_env; file: "
+    "[folder, format]. Every kind: requests_per_second, burst, max_retries, "
+    "timeout_seconds, breaker_failures, min_audience...",
+)
+@json_option
+@pass_ctx
+def destinations_add(
+    ctx: Context, name: str, kind: str, options: tuple[str, ...], as_json: bool
+) -> None:
+    """Store a destination; its options are checked against its connector now."""
+    from dmp.activation import add_destination
+
+    with ctx.store() as store:
+        info = add_destination(store, name, kind, _key_values(options))
+    if as_json:
+        emit_json(info)
+    else:
+        click.echo(f"destination {name} ({kind}) added; link segments with `dmp destinations link`")
+
+
+@destinations.command("list")
+@json_option
+@pass_ctx
+def destinations_list(ctx: Context, as_json: bool) -> None:
+    """Destinations with their options and linked segments (and how many IDs each holds)."""
+    from dmp.activation import list_destinations
+
+    with ctx.store() as store:
+        found = list_destinations(store)
+    if as_json:
+        emit_json(found)
+        return
+    for dest in found:
+        options = " ".join(f"{k}={v}" for k, v in dest["options"].items())
+        click.echo(f"{dest['name']:<16} {dest['kind']:<8} {options}")
+        for link in dest["links"]:
+            state = "" if link["active"] else "unlinking, "
+            click.echo(
+                f"    {link['segment']} -> {link['external_id']}  ({state}{link['held']:,} held)"
+            )
+
+
+@destinations.command("link")
+@click.argument("destination")
+@click.argument("segment")
+@click.option(
+    "--external-id",
+    help="The platform's name or ID for the segment (Meta audience ID, Xandr seg_id); "
+    "default the segment's name.",
+)
+@json_option
+@pass_ctx
+def destinations_link(
+    ctx: Context, destination: str, segment: str, external_id: str | None, as_json: bool
+) -> None:
+    """Send SEGMENT (name or ID) to DESTINATION from the next sync on."""
+    from dmp.activation import link_segment
+
+    with ctx.store() as store:
+        info = link_segment(store, destination, segment, external_id)
+    if as_json:
+        emit_json(info)
+    else:
+        click.echo(f"{info['segment']} -> {destination} as {info['external_id']}")
+
+
+@destinations.command("unlink")
+@click.argument("destination")
+@click.argument("segment")
+@json_option
+@pass_ctx
+def destinations_unlink(ctx: Context, destination: str, segment: str, as_json: bool) -> None:
+    """Stop sending SEGMENT; the next sync removes the members already pushed."""
+    from dmp.activation import unlink_segment
+
+    with ctx.store() as store:
+        info = unlink_segment(store, destination, segment)
+    if as_json:
+        emit_json(info)
+    else:
+        pending = info["pending_removals"]
+        click.echo(
+            f"{info['segment']} unlinked from {destination}"
+            + (f"; the next sync removes its {pending:,} members there" if pending else "")
+        )
+
+
+@main.group("sync", invoke_without_command=True)
+@click.option("--destination", help="Only this destination.")
+@click.option("--segment", help="Only this segment (name or ID).")
+@click.option("--dry-run", is_flag=True, help="Build and log the requests; send nothing.")
+@json_option
+@click.pass_context
+def sync_command(
+    click_ctx: click.Context,
+    destination: str | None,
+    segment: str | None,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """Push each linked segment's changes (adds, removes, TTL refreshes) to its destinations.
+
+    Exit status is 1 when any sync failed or was partial. With --json, prints one
+    object per destination and segment: status, reason, desired, unmapped,
+    adds_sent, removes_sent, refreshes_sent, accepted, rejected, failed, held,
+    requests, retries, throttled_seconds, errors (platform reason -> items).
+    """
+    if click_ctx.invoked_subcommand is not None:
+        return
+    from dmp.activation import sync
+
+    ctx = click_ctx.find_object(Context)
+    if dry_run:
+        _log_to_stderr(logging.INFO)
+    with ctx.store() as store:
+        results = sync(store, ctx.config, destination=destination, segment=segment, dry_run=dry_run)
+    if as_json:
+        emit_json(results)
+    else:
+        for result in results:
+            click.echo(_describe_sync(result))
+        if not results:
+            click.echo("nothing to sync: link segments with `dmp destinations link`")
+    if any(r["status"] in ("failed", "partial") for r in results):
+        sys.exit(1)
+
+
+@sync_command.command("history")
+@click.option("--destination", help="Only this destination.")
+@click.option("--segment", help="Only this segment (name).")
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@json_option
+@pass_ctx
+def sync_history(
+    ctx: Context, destination: str | None, segment: str | None, limit: int, as_json: bool
+) -> None:
+    """The most recent sync runs, newest first."""
+    from dmp.activation import history
+
+    with ctx.store() as store:
+        runs = history(store, destination, segment, limit)
+    if as_json:
+        emit_json(runs)
+    else:
+        for run in runs:
+            click.echo(f"#{run['run_id']:<5} {run['started_at']}  " + _describe_sync(run))
+
+
+def _describe_sync(r: dict) -> str:
+    line = (
+        f"{r['destination']:<14} {r['segment']:<20} {r['status']:<11} "
+        f"desired {r['desired'] or 0:,}  +{r['adds_sent'] or 0:,} -{r['removes_sent'] or 0:,} "
+        f"~{r['refreshes_sent'] or 0:,}  accepted {r['accepted'] or 0:,}, "
+        f"rejected {r['rejected'] or 0:,}, failed {r['failed'] or 0:,}; "
+        f"{r['requests'] or 0} requests, {r['retries'] or 0} retries, "
+        f"{r['throttled_seconds'] or 0:.1f} s throttled"
+    )
+    if r.get("dry_run"):
+        line = "DRY RUN " + line
+    if r["reason"]:
+        line += f"\n    {r['reason']}"
+    if r["errors"]:
+        line += "\n    " + ", ".join(f"{k}: {v:,}" for k, v in r["errors"].items())
+    return line
+
+
+# --- Scheduler and job runner (issue 7): run, jobs, scheduler, serve -------------------
+# Every run goes through dmp.scheduler.Runner, which records it in job_runs.
+
+log = logging.getLogger("dmp.cli")
+
+
 @main.command("run")
 @click.argument("names", nargs=-1, required=True)
 @json_option
 @pass_ctx
 def run_jobs(ctx: Context, names: tuple[str, ...], as_json: bool) -> None:
-    """Run pipeline jobs once, in the order given (or `all`)."""
+    """Run pipeline jobs once, in the order given (or `all`); each run is recorded.
+
+    Exit status is 1 unless every run succeeded. SIGTERM or Ctrl-C starts no
+    more jobs and gives the running one scheduler.stop_timeout_seconds to
+    finish before it is interrupted (its open transaction rolls back). With
+    --json, prints a list of runs: run_id, job, trigger, status, started_at,
+    finished_at, duration_seconds, result, error.
+    """
+    from dmp.scheduler import run_in_order
     from jobs import JOBS
 
     chosen = list(JOBS) if names == ("all",) else list(names)
     unknown = [n for n in chosen if n not in JOBS]
     if unknown:
         raise click.UsageError(f"unknown job(s) {', '.join(unknown)}; known: {', '.join(JOBS)}")
-    with ctx.store() as store:
-        results = {name: JOBS[name](store, ctx.config) for name in chosen}
+    _log_to_stderr(logging.WARNING)
+    with _runner(ctx) as runner:
+        runs, not_started, stuck = run_in_order(
+            runner, chosen, ctx.config.get("scheduler.stop_timeout_seconds")
+        )
+        _exit_if_stuck(stuck)
     if as_json:
-        emit_json(results)
+        emit_json([run.to_dict() for run in runs])
     else:
-        for name, summary in results.items():
-            click.echo(f"{name}: " + ", ".join(f"{k} {v}" for k, v in summary.items()))
+        for run in runs:
+            click.echo(_describe_run(run.to_dict(), full_error=True))
+    if not_started:
+        click.echo(f"not started (stopping): {', '.join(not_started)}", err=True)
+    if not_started or any(run.status != "succeeded" for run in runs):
+        sys.exit(1)
+
+
+@main.command("jobs")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="How many recent runs to list.",
+)
+@json_option
+@pass_ctx
+def list_jobs(ctx: Context, limit: int, as_json: bool) -> None:
+    """Each job with its schedule, next and last run; then the most recent runs.
+
+    With --json: {"jobs": [{job, installed, cron, after, enabled, next_run,
+    running, last_run}], "runs": [...]} (runs as in `dmp run --json`).
+    """
+    with _runner(ctx) as runner:
+        info = runner.overview(limit)
+    if as_json:
+        emit_json(info)
+        return
+    click.echo(f"{'job':<10} {'schedule':<16} {'next run (UTC)':<21} last run")
+    for job in info["jobs"]:
+        when = job["cron"] or (f"after {job['after']}" if job["after"] else "on demand")
+        last = job["last_run"]
+        if not job["installed"]:
+            state = "not installed"
+        elif job["running"]:
+            state = "running now"
+        elif last:
+            state = f"{last['status']} {last['started_at']} ({last['trigger']})"
+        else:
+            state = "never"
+        if not job["enabled"] and job["installed"] and when != "on demand":
+            when = "off"
+        click.echo(f"{job['job']:<10} {when:<16} {job['next_run'] or '-':<21} {state}")
+    if info["runs"]:
+        click.echo("\nrecent runs")
+        for run in info["runs"]:
+            click.echo(_describe_run(run, full_error=False))
+
+
+@main.command()
+@pass_ctx
+def scheduler(ctx: Context) -> None:
+    """Run the jobs on the schedule in config/schedule.toml until SIGTERM or Ctrl-C.
+
+    Logs go to stderr. The process owns the database meanwhile; use `dmp serve`
+    instead to also trigger jobs and see their status over HTTP.
+    """
+    from dmp.scheduler import create_scheduler, serve_until_stopped
+
+    _log_to_stderr(logging.INFO)
+    with _runner(ctx) as runner:
+        log.info("dmp scheduler: running (pid %d); stop with SIGTERM or Ctrl-C", os.getpid())
+        stuck = serve_until_stopped(
+            runner,
+            create_scheduler(runner),
+            threading.Event().wait,
+            ctx.config.get("scheduler.stop_timeout_seconds"),
+        )
+        _exit_if_stuck(stuck)
+
+
+@main.command()
+@click.option("--host", help="Address to listen on [default: web.host, 127.0.0.1].")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    help="Port to listen on [default: web.port, 8080]; 0 picks a free one.",
+)
+@pass_ctx
+def serve(ctx: Context, host: str | None, port: int | None) -> None:
+    """The web app with its JSON API (on waitress) and the scheduler, in one process.
+
+    The process owns the database, so other `dmp` commands cannot open it
+    meanwhile: trigger jobs with POST /api/jobs/JOB/run and see them with
+    GET /api/jobs (bearer token from the variable named by web.api_token_env).
+    Stops gracefully on SIGTERM or Ctrl-C, like `dmp scheduler`.
+    """
+    import waitress
+
+    from dmp.scheduler import create_scheduler, serve_until_stopped
+    from dmp.web import create_app
+
+    config = ctx.config
+    host = host or config.get("web.host")
+    port = config.get("web.port") if port is None else port
+    _log_to_stderr(logging.INFO)
+    with _runner(ctx) as runner:
+        app = create_app(config, runner=runner)
+        if not app.config["API_TOKEN"]:
+            log.warning("API off: %s is not set", app.config["API_TOKEN_ENV"])
+        try:
+            server = waitress.create_server(app, host=host, port=port)
+        except OSError as exc:
+            raise DmpError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+        server.print_listen(f"dmp serve: listening on http://{{}}:{{}} (pid {os.getpid()})")
+        stuck = serve_until_stopped(
+            runner,
+            create_scheduler(runner),
+            server.run,
+            config.get("scheduler.stop_timeout_seconds"),
+        )
+        _exit_if_stuck(stuck)
+
+
+@contextmanager
+def _runner(ctx: Context) -> Iterator:
+    """The instance's Runner over all installed jobs; the schedule is checked first."""
+    from dmp.scheduler import Runner, load_schedule
+    from jobs import JOBS
+
+    schedule = load_schedule(ctx.config)
+    with ctx.store() as store:
+        yield Runner(store, ctx.config, JOBS, schedule)
+
+
+def _exit_if_stuck(stuck: list) -> None:
+    """A job ignored the interrupt: leave without it (its transaction dies uncommitted)
+    rather than close the database under it or hang."""
+    if stuck:
+        names = ", ".join(run.job for run in stuck)
+        click.echo(f"error: {names} did not stop; exiting without it", err=True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
+
+
+def _describe_run(run: dict, full_error: bool) -> str:
+    seconds = run["duration_seconds"]
+    took = f"{seconds:.1f} s" if seconds is not None else "running"
+    line = (
+        f"#{run['run_id']:<5} {run['job']:<10} {run['trigger']:<8} {run['status']:<11} "
+        f"{run['started_at']}  {took}"
+    )
+    if run["result"]:
+        line += "  " + ", ".join(f"{k} {v}" for k, v in run["result"].items())
+    if run["error"]:
+        error = run["error"].rstrip() if full_error else run["error"].rstrip().rsplit("\n", 1)[-1]
+        line += "\n" + textwrap.indent(error, "    ")
+    return line
+
+
+def _log_to_stderr(level: int) -> None:
+    """Job and scheduler logs go to stderr, time-stamped, where a service manager keeps them."""
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+
+# --- Seed lists and lookalikes (issue 5): seeds, lookalike ------------------------------
+# Every command acts for one agency (--agency) and sees only that agency's lists.
+
+agency_option = click.option(
+    "--agency", required=True, help="The agency acting; it sees and uses only its own lists."
+)
+
+
+@main.group()
+def seeds() -> None:
+    """Seed lists: an agency's converters (MAIDs, cookies, emails) to build lookalikes from."""
+
+
+@seeds.command("upload")
+@click.argument("path", metavar="FILE", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--name", required=True, help="Name of the seed list (unique per agency).")
+@agency_option
+@click.option(
+    "--id-type",
+    "id_type",
+    required=True,
+    type=click.Choice(["maid", "cookie", "hem", "email"]),
+    help="What the file holds; emails are normalised and SHA-256 hashed on arrival.",
+)
+@click.option("--replace", is_flag=True, help="Replace the contents of an existing list.")
+@json_option
+@pass_ctx
+def seeds_upload(
+    ctx: Context, path: Path, name: str, agency: str, id_type: str, replace: bool, as_json: bool
+) -> None:
+    """Upload FILE (CSV or text, one ID per row, header optional) and match it to devices.
+
+    Refused rows are reported by line number and reason, never by value. With
+    --json: rows, valid, invalid, invalid_reasons, invalid_lines, duplicates,
+    opted_out, ids, matched_ids, matched (devices), matched_with_profile, match_rate.
+    """
+    from dmp.lookalike.seeds import upload_seed_list
+
+    with ctx.store() as store:
+        report = upload_seed_list(store, ctx.config, path, name, agency, id_type, replace)
+    if as_json:
+        emit_json(report)
+        return
+    for bad in report["invalid_lines"]:
+        click.echo(f"line {bad['line']}: {bad['reason']}", err=True)
+    if report["invalid_lines_omitted"]:
+        click.echo(f"... and {report['invalid_lines_omitted']:,} more refused lines", err=True)
+    click.echo(
+        f"{'replaced' if report['replaced'] else 'stored'} seed list {report['name']} "
+        f"({report['agency']}): {report['rows']:,} rows, {report['valid']:,} valid, "
+        f"{report['invalid']:,} invalid, {report['duplicates']:,} duplicates, "
+        f"{report['opted_out']:,} opted out\n"
+        f"{report['ids']:,} IDs, {report['matched_ids']:,} matched ({report['match_rate']:.1%}) "
+        f"-> {report['matched']:,} devices, {report['matched_with_profile']:,} with an "
+        "interest profile"
+    )
+    minimum = ctx.config.get("lookalike.min_seed_devices")
+    if report["matched_with_profile"] < minimum:
+        click.echo(f"note: a lookalike needs at least {minimum:,} of those", err=True)
+
+
+@seeds.command("list")
+@agency_option
+@json_option
+@pass_ctx
+def seeds_list(ctx: Context, agency: str, as_json: bool) -> None:
+    """The agency's seed lists with their counts."""
+    from dmp.lookalike.seeds import list_seed_lists
+
+    with ctx.store() as store:
+        lists = list_seed_lists(store, agency)
+    if as_json:
+        emit_json(lists)
+        return
+    click.echo(f"{'name':<24} {'type':<7} {'IDs':>10} {'devices':>10}  uploaded")
+    for s in lists:
+        click.echo(
+            f"{s['name']:<24} {s['id_type']:<7} {s['ids']:>10,} {s['matched']:>10,}  "
+            f"{s['uploaded_at']}"
+        )
+
+
+@seeds.command("delete")
+@click.argument("name")
+@agency_option
+@pass_ctx
+def seeds_delete(ctx: Context, name: str, agency: str) -> None:
+    """Delete a seed list and its IDs (refused while a lookalike uses it)."""
+    from dmp.lookalike.seeds import delete_seed_list
+
+    with ctx.store() as store:
+        result = delete_seed_list(store, name, agency)
+    click.echo(f"deleted seed list {result['name']} ({result['ids_deleted']:,} IDs)")
+
+
+@main.group()
+def lookalike() -> None:
+    """Lookalike audiences: the devices most like a seed list, as a segment."""
+
+
+@lookalike.command("create")
+@click.argument("name")
+@click.option("--seed", required=True, help="The agency's seed list to model.")
+@agency_option
+@click.option(
+    "--reach",
+    default="5%",
+    show_default=True,
+    help="Share of eligible devices (1%-20%) or an absolute number of devices.",
+)
+@click.option("--description", help="Shown with the segment.")
+@json_option
+@pass_ctx
+def lookalike_create(
+    ctx: Context,
+    name: str,
+    seed: str,
+    agency: str,
+    reach: str,
+    description: str | None,
+    as_json: bool,
+) -> None:
+    """Train on a seed list and store the audience as a lookalike segment.
+
+    With --json: the run (size, churn) and the held-out quality report
+    (recall and lift at 1, 2, 5, 10, 20% reach with 95% intervals, AUC).
+    """
+    from dmp.lookalike.audience import create_lookalike
+
+    with ctx.store() as store:
+        report = create_lookalike(store, ctx.config, name, seed, agency, reach, description)
+    if as_json:
+        emit_json(report)
+        return
+    click.echo(
+        f"lookalike {report['name']} ({report['agency']}): {report['size']:,} devices of "
+        f"{report['eligible']:,} eligible, from {report['seed_devices']:,} seed devices"
+    )
+    _echo_quality(report["quality"])
+
+
+@lookalike.command("refresh")
+@click.argument("name")
+@agency_option
+@click.option("--force", is_flag=True, help="Apply even if the size or quality guard objects.")
+@json_option
+@pass_ctx
+def lookalike_refresh(ctx: Context, name: str, agency: str, force: bool, as_json: bool) -> None:
+    """Retrain one lookalike now (the `lookalike` job refreshes them all)."""
+    from dmp.lookalike.audience import refresh_lookalike
+
+    with ctx.store() as store:
+        report = refresh_lookalike(store, ctx.config, name, agency, force)
+    if as_json:
+        emit_json(report)
+        return
+    if report["status"] == "kept":
+        click.echo(f"kept the previous audience ({report['size']:,}): {report['reason']}")
+    else:
+        churn = "" if report["churn"] is None else f", churn {report['churn']:.1%}"
+        click.echo(
+            f"applied: {report['size']:,} devices, {report['added']:,} added, "
+            f"{report['removed']:,} removed{churn}"
+        )
+    _echo_quality(report["quality"])
+
+
+@lookalike.command("list")
+@agency_option
+@json_option
+@pass_ctx
+def lookalike_list(ctx: Context, agency: str, as_json: bool) -> None:
+    """The agency's lookalikes: size, reach, seed list, last run."""
+    from dmp.lookalike.audience import list_lookalikes
+
+    with ctx.store() as store:
+        items = list_lookalikes(store, agency)
+    if as_json:
+        emit_json(items)
+        return
+    click.echo(f"{'name':<24} {'seed':<20} {'reach':>9} {'size':>10}  last run")
+    for item in items:
+        last = item["runs"][0] if item["runs"] else None
+        state = f"{last['status']} {last['ran_at']}" if last else "never"
+        click.echo(
+            f"{item['name']:<24} {item['seed']:<20} {_reach_text(item['reach']):>9} "
+            f"{item['size']:>10,}  {state}"
+        )
+
+
+@lookalike.command("show")
+@click.argument("name")
+@agency_option
+@json_option
+@pass_ctx
+def lookalike_show(ctx: Context, name: str, agency: str, as_json: bool) -> None:
+    """A lookalike's quality report, strongest categories and recent runs."""
+    from dmp.lookalike.audience import show_lookalike
+
+    with ctx.store() as store:
+        info = show_lookalike(store, name, agency)
+    if as_json:
+        emit_json(info)
+        return
+    click.echo(
+        f"lookalike {info['name']} ({info['agency']}), segment {info['segment']!r}: "
+        f"seed list {info['seed']}, reach {_reach_text(info['reach'])}, {info['size']:,} devices"
+    )
+    _echo_quality(info["quality"])
+    if info["model"]:
+        names = ", ".join(c["name"] for c in info["model"]["top_categories"][:5])
+        click.echo(f"strongest categories: {names}")
+    for run in info["runs"]:
+        churn = "" if run["churn"] is None else f" churn {run['churn']:.1%}"
+        why = f": {run['reason']}" if run["reason"] else ""
+        click.echo(
+            f"  #{run['run_id']} {run['ran_at']} {run['status']} {run['size']:,}{churn}{why}"
+        )
+
+
+@lookalike.command("delete")
+@click.argument("name")
+@agency_option
+@pass_ctx
+def lookalike_delete(ctx: Context, name: str, agency: str) -> None:
+    """Delete a lookalike and its segment (destinations drop it at their next sync)."""
+    from dmp.lookalike.audience import delete_lookalike
+
+    with ctx.store() as store:
+        delete_lookalike(store, name, agency)
+    click.echo(f"deleted lookalike {name}")
+
+
+def _reach_text(reach: dict) -> str:
+    return f"{reach['share']:.0%}" if "share" in reach else f"{reach['size']:,}"
+
+
+def _echo_quality(quality: dict | None) -> None:
+    """The held-out report as a table: the buyer's reach vs similarity trade-off."""
+    if not quality:
+        return
+    click.echo(
+        f"held-out quality ({quality['heldout_seeds']:,} seeds held out, "
+        f"{quality['train_seeds']:,} trained on): AUC {quality['auc']:.3f} (random 0.5)"
+    )
+    click.echo(
+        f"  {'reach':>5} {'devices':>10} {'recall (95%)':>22} {'lift (95%)':>20} {'random':>7}"
+    )
+    for row in quality["at"]:
+        low, high = row["recall_95"]
+        lift_low, lift_high = row["lift_95"] or (0, 0)
+        click.echo(
+            f"  {row['reach']:>5.0%} {row['devices']:>10,} "
+            f"{row['recall']:>8.1%} ({low:.1%}-{high:.1%})".ljust(41)
+            + f" {row['lift']:>6.2f} ({lift_low:.2f}-{lift_high:.2f})".ljust(21)
+            + f" {row['random_recall']:>6.1%}"
+        )

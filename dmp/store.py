@@ -75,8 +75,9 @@ def open_store(config: Config, read_only: bool = False) -> Store:
     try:
         con = duckdb.connect(str(path), read_only=read_only, config=settings)
     except duckdb.IOException as exc:
-        raise _explain_io_error(path, exc) from None
-    con.execute("SET TimeZone = 'UTC'")
+        raise _explain_io_error(config, path, exc) from None
+    # GLOBAL, so the cursors other threads use run in UTC too.
+    con.execute("SET GLOBAL TimeZone = 'UTC'")
     # DuckDB 2.0 pushes TRY_CAST into the CSV reader as a column type, where a
     # value that does not convert becomes a hard error; validation relies on
     # TRY_CAST returning NULL, so that rewrite stays off.
@@ -90,16 +91,29 @@ def open_store(config: Config, read_only: bool = False) -> Store:
     return store
 
 
-def _explain_io_error(path: Path, exc: duckdb.IOException) -> DmpError:
+def _explain_io_error(config: Config, path: Path, exc: duckdb.IOException) -> DmpError:
     """Name the process holding the lock instead of showing DuckDB's stack."""
     match = _LOCK_HOLDER.search(str(exc))
     if not match:
         return DmpError(f"cannot open database {path}: {exc}")
     pid = match["pid"]
+    command = _command_line(pid) or match["exe"]
+    message = (
+        f"database {path} is in use by PID {pid} ({command}). Only one process may write to it"
+    )
+    args = command.split()
+    if "serve" not in args:
+        return DatabaseInUse(
+            f"{message}: stop that process, or if it is `dmp serve`, "
+            "trigger the work through its HTTP API."
+        )
+    given = dict(zip(args, args[1:], strict=False))  # that server's own --host and --port
+    host = given.get("--host", config.get("web.host"))
+    url = f"http://{host}:{given.get('--port', config.get('web.port'))}/api"
     return DatabaseInUse(
-        f"database {path} is in use by PID {pid} ({_command_line(pid) or match['exe']}). "
-        "Only one process may write to it: stop that process, or if it is `dmp serve`, "
-        "trigger the work through its HTTP API."
+        f"{message}, and it is `dmp serve`: trigger a job through its API instead, "
+        f'curl -X POST -H "Authorization: Bearer ${config.get("web.api_token_env")}" '
+        f"{url}/jobs/JOB/run (status: GET {url}/jobs)."
     )
 
 

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import gzip
+import os
+import subprocess
+import sys
+import threading
 from datetime import datetime
 from pathlib import Path
 
@@ -76,3 +80,107 @@ def cli(home: Path, monkeypatch):
         return runner.invoke(main, ["--home", str(home), *args], input=input)
 
     return _run
+
+
+# --- Jobs and the scheduler ----------------------------------------------------------
+
+
+class Gate:
+    """A job that holds its run open until released: overlap tests without sleeping."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(self, store, config, now) -> dict:
+        self.entered.set()
+        assert self.release.wait(30), "gate never released"
+        return {"released": True}
+
+
+@pytest.fixture
+def gate():
+    gate = Gate()
+    yield gate
+    gate.release.set()
+
+
+@pytest.fixture
+def make_runner(store, config):
+    """A Runner over the given jobs on the test instance; its clock says NOW."""
+    from dmp.scheduler import Runner, load_schedule
+
+    def _make(jobs: dict, clock=lambda: NOW):
+        return Runner(store, config, jobs, load_schedule(config), clock=clock)
+
+    return _make
+
+
+# Test-only jobs for `dmp_process`, installed before the CLI starts. Each writes
+# 1,000 quarantine rows inside a transaction, prints "inside", then waits: `slow`
+# on an endless query (so only an interrupt ends it), `waits` for a line on stdin.
+SLOW_JOBS = """
+import sys
+from jobs import JOBS
+
+def _write_then(wait):
+    def job(store, config, now):
+        with store.transaction() as con:
+            con.execute(
+                "INSERT INTO quarantine (file_id, file, line, reason, quarantined_at) "
+                "SELECT 0, 'slow', i, 'test', now()::TIMESTAMP FROM range(1000) t(i)"
+            )
+            print("inside", flush=True)
+            wait(con)
+        return {"rows": 1000}
+    return job
+
+JOBS["slow"] = _write_then(
+    lambda con: con.execute("SELECT sum(hash(i)) FROM range(10000000000000) t(i)")
+)
+JOBS["waits"] = _write_then(lambda con: sys.stdin.readline())
+
+from dmp.cli import main
+main(sys.argv[1:], prog_name="dmp")
+"""
+
+
+@pytest.fixture
+def dmp_process(home: Path):
+    """`dmp ARGS` in a real process (real signals), with SLOW_JOBS installed; killed after
+    60 s so a hung test fails instead of hanging."""
+    procs = []
+
+    def _start(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("DMP_")}
+        proc = subprocess.Popen(
+            [sys.executable, "-c", SLOW_JOBS, "--home", str(home), "--set", "store.threads=1"]
+            + list(args),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**clean, **(env or {})},
+        )
+        timer = threading.Timer(60, proc.kill)
+        timer.daemon = True
+        timer.start()
+        procs.append((proc, timer))
+        return proc
+
+    yield _start
+    for proc, timer in procs:
+        timer.cancel()
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+
+
+def read_until(stream, text: str) -> list[str]:
+    """Lines from a child's stream up to the first containing ``text`` (fails at EOF)."""
+    lines = []
+    while not lines or text not in lines[-1]:
+        line = stream.readline()
+        assert line, f"stream ended before {text!r}: {''.join(lines)}"
+        lines.append(line)
+    return lines

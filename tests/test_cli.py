@@ -104,7 +104,8 @@ def test_run_ingest_job_over_landing(cli, home):
     cli("init")
     (home / "landing" / "a.csv").write_text(HEADER + "2026-11-19T10:00:00Z,ck1,cookie\n")
     result = cli("run", "ingest", "--json")
-    assert json.loads(result.stdout) == {
-        "ingest": {"files": 1, "loaded": 1, "quarantined": 0, "rejected": []}
-    }
+    assert result.exit_code == 0
+    [run] = json.loads(result.stdout)
+    assert (run["job"], run["trigger"], run["status"]) == ("ingest", "cli", "succeeded")
+    assert run["result"] == {"files": 1, "loaded": 1, "quarantined": 0, "rejected": []}
     assert cli("run", "nope").exit_code == 2

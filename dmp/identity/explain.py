@@ -60,6 +60,7 @@ def explain(
             ).fetchall()
         ),
     }
+    result["segments"] = _segments(store, params, now)
     if device is not None:
         first, last, count, bot = device
         ttl = config.get(TTL_KEYS[kind])
@@ -96,6 +97,32 @@ def _consent(store: Store, config: Config, params: dict) -> dict:
         "events_usable": usable,
         "events_with_gpc": gpc,
         "latest_string": _verdict(latest, verdict),
+    }
+
+
+def _segments(store: Store, params: dict, now: datetime) -> dict:
+    """Segments the ID is in now, and the ones it left with why."""
+    con = store.con
+    current = con.execute(
+        """
+        SELECT s.name, s.kind, m.added_at, m.expires_at FROM segment_members m
+        JOIN segments s USING (segment_id)
+        WHERE m.id = $id AND m.id_type = $type AND m.expires_at > $now ORDER BY s.name
+        """,
+        {**params, "now": now},
+    ).fetchall()
+    left = con.execute(
+        """
+        SELECT s.name, x.reason, x.left_at FROM segment_exits x JOIN segments s USING (segment_id)
+        WHERE x.id = $id AND x.id_type = $type ORDER BY x.left_at DESC LIMIT 20
+        """,
+        params,
+    ).fetchall()
+    return {
+        "member_of": [
+            {"segment": n, "kind": k, "since": iso(a), "until": iso(u)} for n, k, a, u in current
+        ],
+        "left": [{"segment": n, "reason": r, "at": iso(t)} for n, r, t in left],
     }
 
 

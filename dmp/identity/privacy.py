@@ -21,6 +21,9 @@ from dmp.store import Store
 # (table, id column, id-type column): every place a device's data lives.
 # Stages that add per-device tables (profiles, memberships, seed matches) list
 # them here, so expiry, opt-out and deletion reach them too.
+# Not destination_state (activation): it records what each ad platform still holds,
+# so the next sync can remove the ID there; sync drops the row once the platform
+# confirms, and then prunes identity_removals.
 PER_DEVICE_TABLES: list[tuple[str, str, str]] = [
     ("events", "id", "id_type"),
     ("devices", "id", "id_type"),
@@ -29,8 +32,12 @@ PER_DEVICE_TABLES: list[tuple[str, str, str]] = [
     ("id_groups", "id", "id_type"),
     ("partner_ids", "cookie_id", "'cookie'"),
     ("profiles", "id", "id_type"),
+    ("activity", "id", "id_type"),
     ("segment_members", "id", "id_type"),
     ("segment_exits", "id", "id_type"),
+    ("seed_ids", "id", "id_type"),
+    ("seed_matches", "id", "id_type"),
+    ("lookalike_members", "id", "id_type"),
 ]
 
 

@@ -5,12 +5,18 @@ An event at time ``ts`` weighs ``2^-((now - ts) / half_life)``. Stored is
 does not change as time passes, so a run rewrites only devices with new
 events and still equals a full rebuild; :func:`scores_sql` turns it into the
 score at any moment. Only usable events count (consent, GPC, bots: see
-``identity.consent.usable_events_sql``).
+``identity.consent.usable_events_sql``); events that came without categories
+get them from the page rules (``categorise``).
+
+Two tables come out: ``activity``, the daily rollup per device and category
+(what rule segments count), and ``profiles``, its sum over days.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+
+import duckdb
 
 from dmp.clock import utcnow
 from dmp.config import Config
@@ -20,12 +26,16 @@ from dmp.interests.taxonomy import ensure
 from dmp.store import Store
 
 EPOCH = datetime(2020, 1, 1)  # noqa: DTZ001 (UTC, as stored)
+_SAME_PAGE = (
+    "coalesce(p.domain, '') = coalesce(s.domain, '') AND coalesce(p.url, '') = coalesce(s.url, '') "
+    "AND coalesce(p.keywords, '') = coalesce(s.keywords, '')"
+)
 
 
 def build_profiles(
     store: Store, config: Config, now: datetime | None = None, full: bool = False
 ) -> dict:
-    """Rebuild the profiles of devices with events loaded since the last run (or all)."""
+    """Rebuild activity and profiles of devices with events loaded since the last run (or all)."""
     now = now or utcnow()
     con = store.con
     ensure(store, config)
@@ -35,63 +45,45 @@ def build_profiles(
     full = full or state is None or state[1] != half_life
     watermark = 0 if full else state[0]
     latest = con.execute("SELECT coalesce(max(file_id), 0) FROM events").fetchone()[0]
-    con.execute(
-        """
-        CREATE OR REPLACE TEMP TABLE touched AS
-        SELECT DISTINCT id, id_type FROM events WHERE file_id > $watermark
-        """,
-        {"watermark": watermark},
-    )
-    con.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE scoped AS
-        SELECT u.* FROM ({usable_events_sql(config)}) u
-        WHERE $full OR EXISTS (
-            SELECT 1 FROM touched t WHERE t.id = u.id AND t.id_type = u.id_type)
-        """,
-        {"full": full},
-    )
+    _scope(con, config, watermark, full)
     pages = categorise(store, config, "scoped")
     uncategorised = con.execute(
-        """
-        SELECT count(*) FROM scoped s WHERE s.categories IS NULL AND NOT EXISTS (
-            SELECT 1 FROM page_categories p WHERE p.domain IS NOT DISTINCT FROM s.domain
-              AND p.url IS NOT DISTINCT FROM s.url AND p.keywords IS NOT DISTINCT FROM s.keywords)
-        """
+        f"""
+        SELECT count(*) FROM scoped s WHERE s.categories IS NULL AND s.file_id > $watermark
+          AND NOT EXISTS (SELECT 1 FROM page_categories p WHERE {_SAME_PAGE})
+        """,
+        {"watermark": watermark},
     ).fetchone()[0]
+    touched = _touched("x", full)
     with store.transaction():
+        for table in ("activity", "profiles"):
+            con.execute(f"DELETE FROM {table} x WHERE {touched}")
         con.execute(
-            """
-            DELETE FROM profiles p WHERE $full OR EXISTS (
-                SELECT 1 FROM touched t WHERE t.id = p.id AND t.id_type = p.id_type)
-            """,
-            {"full": full},
-        )
-        con.execute(
-            """
-            INSERT INTO profiles
-            SELECT id, id_type, category_id,
-                   log2(sum(pow(2, epoch(ts - $epoch) / $half_life_s))), count(*), max(ts)
+            f"""
+            INSERT INTO activity
+            SELECT id, id_type, category_id, ts::DATE, count(*),
+                   log2(sum(pow(2, epoch(ts - $epoch) / $half_life_s))), max(ts)
             FROM (
-                SELECT s.id, s.id_type, s.ts,
-                       unnest(coalesce(s.categories, [p.category_id])) AS category_id
-                FROM scoped s LEFT JOIN page_categories p
-                  ON s.categories IS NULL AND p.domain IS NOT DISTINCT FROM s.domain
-                 AND p.url IS NOT DISTINCT FROM s.url
-                 AND p.keywords IS NOT DISTINCT FROM s.keywords)
-            WHERE category_id IS NOT NULL
-            GROUP BY id, id_type, category_id
+                SELECT id, id_type, ts, unnest(categories) AS category_id
+                FROM scoped WHERE categories IS NOT NULL
+                UNION ALL
+                SELECT s.id, s.id_type, s.ts, p.category_id
+                FROM scoped s JOIN page_categories p ON {_SAME_PAGE}
+                WHERE s.categories IS NULL)
+            GROUP BY ALL
             """,
             {"epoch": EPOCH, "half_life_s": half_life * 86400},
         )
-        # Devices that expired, were forgotten or turned out to be bots lose theirs.
         con.execute(
-            """
-            DELETE FROM profiles p WHERE NOT EXISTS (
-                SELECT 1 FROM devices d
-                WHERE d.id = p.id AND d.id_type = p.id_type AND NOT d.bot)
+            f"""
+            INSERT INTO profiles
+            SELECT id, id_type, category_id, log2(sum(pow(2, weight_log2))), sum(events),
+                   max(last_seen)
+            FROM activity x WHERE {touched}
+            GROUP BY ALL
             """
         )
+        _drop_bots(con)
         con.execute("DELETE FROM profile_state")
         con.execute(
             "INSERT INTO profile_state VALUES ($latest, $half_life, $now)",
@@ -107,6 +99,45 @@ def build_profiles(
         **pages,
         "consent": consent,
     }
+
+
+def _scope(con: duckdb.DuckDBPyConnection, config: Config, watermark: int, full: bool) -> None:
+    """Temp tables ``touched`` (devices with new events) and ``scoped`` (their usable events)."""
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE touched AS
+        SELECT DISTINCT id, id_type FROM events WHERE file_id > $watermark
+        """,
+        {"watermark": watermark},
+    )
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE scoped AS
+        SELECT u.id, u.id_type, u.ts, u.categories, u.domain, u.url, u.keywords, u.file_id
+        FROM ({usable_events_sql(config)}) u WHERE {_touched("u", full)}
+        """
+    )
+
+
+def _touched(alias: str, full: bool) -> str:
+    """The filter to the devices this run rewrites (none needed for a full rebuild)."""
+    if full:
+        return "true"
+    return (
+        f"EXISTS (SELECT 1 FROM touched t WHERE t.id = {alias}.id AND t.id_type = {alias}.id_type)"
+    )
+
+
+def _drop_bots(con: duckdb.DuckDBPyConnection) -> None:
+    """Devices flagged as bots since their last run lose their interests (expired and
+    forgotten devices are removed by ``identity.privacy.forget``)."""
+    for table in ("activity", "profiles"):
+        con.execute(
+            f"""
+            DELETE FROM {table} x WHERE EXISTS (
+                SELECT 1 FROM devices d WHERE d.id = x.id AND d.id_type = x.id_type AND d.bot)
+            """
+        )
 
 
 def scores_sql(config: Config) -> str:

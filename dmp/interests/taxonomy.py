@@ -11,6 +11,8 @@ from __future__ import annotations
 import csv
 from importlib import resources
 
+import pyarrow as pa
+
 from dmp.config import Config
 from dmp.errors import DmpError
 from dmp.store import Store
@@ -49,11 +51,20 @@ def install(store: Store, config: Config) -> int:
     """
     content = _rows("content_taxonomy_3.1.tsv", 2, 0, 1, slice(3, 7))
     audience = _rows("audience_taxonomy_1.1.tsv", 1, 1, 2, slice(4, 10))
+    columns = ("taxonomy", "id", "parent_id", "name", "path", "depth")
+    nodes = pa.Table.from_pylist(
+        [
+            dict(zip(columns, (kind, *row), strict=True))
+            for kind, rows in (("content", content), ("audience", audience))
+            for row in rows
+        ]
+    )
     con = store.con
     with store.transaction():
         con.execute("DELETE FROM taxonomy")
-        con.executemany("INSERT INTO taxonomy VALUES ('content', ?, ?, ?, ?, ?, false)", content)
-        con.executemany("INSERT INTO taxonomy VALUES ('audience', ?, ?, ?, ?, ?, false)", audience)
+        con.register("taxonomy_nodes", nodes)
+        con.execute("INSERT INTO taxonomy SELECT *, false FROM taxonomy_nodes")
+        con.unregister("taxonomy_nodes")
         _flag_sensitive(store, config)
     return len(content) + len(audience)
 

@@ -27,6 +27,19 @@ CREATE TABLE profiles (
     last_seen   TIMESTAMP NOT NULL
 );
 
+-- Daily rollup of the same usable, categorised events: what rule segments
+-- count ("3 car pages in 14 days") without scanning raw events. weight_log2 is
+-- that day's part of score_log2.
+CREATE TABLE activity (
+    id          VARCHAR NOT NULL,
+    id_type     VARCHAR NOT NULL,
+    category_id VARCHAR NOT NULL,
+    day         DATE NOT NULL,
+    events      BIGINT NOT NULL,
+    weight_log2 DOUBLE NOT NULL,
+    last_seen   TIMESTAMP NOT NULL
+);
+
 -- How far the profile job has read: events of files after this one are new.
 CREATE TABLE profile_state (
     last_file_id INTEGER NOT NULL,

@@ -1,0 +1,125 @@
+"""Profiles, clusters and segment preview beside ingest of the same events.
+
+    python bench/segments.py [--events 10000000] [--devices 1000000]
+
+Uses the cached benchmark world (bench/ingest.py). In one run, in fresh
+processes: ingest the CSV; build profiles + clusters (the `profile` and
+`cluster` jobs); preview a category rule segment. Prints each time, the
+ratios to ingest, peak memory (target: profile + cluster < 60 s, < 4 GB,
+preview < 1 s) and cluster quality: NMI against the planted personas beside
+a random assignment's (target >= 0.7).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+
+from ingest import OUT, make_csv, run
+
+RULES = """
+import duckdb, sys
+from pathlib import Path
+from dmp.generate import write_category_rules
+con = duckdb.connect()
+con.execute("CREATE TABLE world_events AS SELECT DISTINCT url FROM read_csv(?, all_varchar = true)",
+            [sys.argv[1]])
+write_category_rules(con, Path(sys.argv[2]))
+"""
+JOBS = """
+import json, sys
+from dmp.config import load_config
+from dmp.store import open_store
+from jobs import JOBS
+config = load_config()
+with open_store(config) as store:
+    out = {name: JOBS[name](store, config) for name in sys.argv[1:]}
+print(json.dumps(out, default=str))
+"""
+PREVIEW = """
+import json, time
+from dmp.config import load_config
+from dmp.store import open_store
+from dmp.segments.rule_segments import preview
+config = load_config()
+rule = {"all": [{"category": "Automotive", "min_events": 2, "within_days": 30},
+                {"recency": {"within_days": 14}}]}
+with open_store(config) as store:
+    preview(store, config, {"id_type": "maid"})  # warm the taxonomy and caches
+    start = time.perf_counter()
+    size = preview(store, config, rule)
+    print(json.dumps({"size": size, "seconds": time.perf_counter() - start}))
+"""
+QUALITY = """
+import json, sys
+import numpy as np, pandas as pd
+from sklearn.metrics import normalized_mutual_info_score as nmi
+from dmp.config import load_config
+from dmp.store import open_store
+config = load_config()
+with open_store(config, read_only=True) as store:
+    got = store.con.execute(
+        "SELECT id, segment_id FROM segment_members JOIN segments USING (segment_id) "
+        "WHERE kind = 'cluster'").df()
+truth = pd.read_csv(sys.argv[1], usecols=["id", "persona"])
+joined = got.merge(truth, on="id")
+shuffled = np.random.default_rng(0).permutation(joined["segment_id"].to_numpy())
+print(json.dumps({"devices": len(joined), "nmi": nmi(joined["persona"], joined["segment_id"]),
+                  "random_nmi": nmi(joined["persona"], shuffled)}))
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=10_000_000)
+    parser.add_argument("--devices", type=int, default=1_000_000)
+    args = parser.parse_args()
+    csv = make_csv(args.events, args.devices)
+    work = OUT / "segments_run"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    rules = work / "categories.toml"
+    run([sys.executable, "-c", RULES, str(csv), str(rules)])
+    env = {
+        **os.environ,
+        "DMP_HOME": str(work / "home"),
+        "DMP_INTERESTS__CATEGORY_RULES": str(rules),
+    }
+    ingest_s, ingest_mb, _ = run([sys.executable, "-m", "dmp", "ingest", str(csv)], env)
+    profile_s, profile_mb, profile_out = run([sys.executable, "-c", JOBS, "profile"], env)
+    cluster_s, cluster_mb, cluster_out = run([sys.executable, "-c", JOBS, "cluster"], env)
+    _, _, preview_out = run([sys.executable, "-c", PREVIEW], env)
+    truth = csv.parent.parent / "truth" / "devices.csv"
+    _, _, quality_out = run([sys.executable, "-c", QUALITY, str(truth)], env)
+    profile = json.loads(profile_out)["profile"]
+    clusters = json.loads(cluster_out)["cluster"]
+    preview, quality = json.loads(preview_out), json.loads(quality_out)
+    both = profile_s + cluster_s
+    print(f"\n{args.events:,} events, {args.devices:,} devices")
+    print(f"ingest            {ingest_s:7.2f} s  peak {ingest_mb:6,.0f} MB")
+    print(
+        f"profile           {profile_s:7.2f} s  peak {profile_mb:6,.0f} MB  "
+        f"({profile['profile_rows']:,} profile rows)"
+    )
+    print(
+        f"cluster           {cluster_s:7.2f} s  peak {cluster_mb:6,.0f} MB  "
+        f"(k = {clusters['k']}, {clusters['devices']:,} devices)"
+    )
+    print(f"profile + cluster {both:7.2f} s  = {both / ingest_s:.2f} x ingest (target < 60 s)")
+    print(
+        f"preview           {preview['seconds']:7.3f} s  = "
+        f"{preview['seconds'] / ingest_s:.4f} x ingest ({preview['size']:,} devices; "
+        "target < 1 s)"
+    )
+    print(
+        f"cluster NMI vs planted personas {quality['nmi']:.3f} "
+        f"(random assignment {quality['random_nmi']:.3f}; target >= 0.7) "
+        f"over {quality['devices']:,} devices"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,491 @@
+"""Lookalike audiences: build one from a seed list, refresh it, read its report.
+
+A lookalike is a segment of kind ``lookalike`` owned by an agency (stored as
+``AGENCY/NAME``, so agencies never collide or see each other's names). Each
+build or refresh re-matches the seeds, trains :class:`LookalikeModel` on the
+current profiles, chooses the top devices at the chosen reach (never a seed
+device) and records a run with its quality report and churn. Membership goes
+through ``segments.membership.apply_members`` like any segment's, so it syncs
+to destinations as deltas.
+
+A refresh keeps the previous audience, and says why, when the seed list has
+fallen below the modelling minimum, when the new audience's size leaves
+``1 +/- lookalike.size_tolerance`` of the previous one (of the absolute size
+for a fixed-size lookalike), or when its held-out AUC drops by more than
+``lookalike.max_auc_drop`` below the last applied run's.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from dmp.clock import iso, utcnow
+from dmp.config import Config
+from dmp.errors import DmpError
+from dmp.lookalike.features import DEVICES, load_features, seed_rows
+from dmp.lookalike.model import LookalikeModel
+from dmp.lookalike.seeds import check_name, get_seed_list, match_seeds
+from dmp.segments.membership import apply_members
+from dmp.segments.registry import create_segment, delete_segment, get_segment
+from dmp.store import Store
+
+SELECTED = "lookalike_selected"  # temp table: id, id_type, score
+_REACH = re.compile(r"^\s*(?P<number>\d+(\.\d+)?)\s*(?P<percent>%?)\s*$")
+
+
+class SeedTooSmall(DmpError):
+    """Too few matched seed devices with a profile to model (or to measure)."""
+
+
+@dataclass
+class Build:
+    """One trained model and the audience it chose (in temp table ``SELECTED``)."""
+
+    eligible: int
+    seed_devices: int
+    target: int
+    size: int
+    quality: dict | None
+    model: dict
+    seconds: dict = field(default_factory=dict)
+
+
+def parse_reach(text: str | float | int, config: Config) -> dict:
+    """ "5%" (or 0.05) is a share of eligible devices; "50000" an absolute size."""
+    match = _REACH.match(str(text))
+    if not match:
+        raise DmpError(f"reach {text!r}: give a share such as 5% or an absolute size such as 50000")
+    number = float(match["number"])
+    if match["percent"] or number < 1:
+        share = number / 100 if match["percent"] else number
+        low, high = config.get("lookalike.min_reach"), config.get("lookalike.max_reach")
+        if not low <= share <= high:
+            raise DmpError(f"reach {text}: a share must be between {low:.0%} and {high:.0%}")
+        return {"share": share}
+    if number != int(number):
+        raise DmpError(f"reach {text}: an absolute size is a whole number of devices")
+    return {"size": int(number)}
+
+
+def create_lookalike(
+    store: Store,
+    config: Config,
+    name: str,
+    seed: str,
+    agency: str,
+    reach: str | float | int,
+    description: str | None = None,
+    now: datetime | None = None,
+) -> dict:
+    """Train on ``agency``'s seed list ``seed`` and store the audience as a new segment."""
+    now = now or utcnow()
+    name = check_name(name, "lookalike name")
+    seed_list = get_seed_list(store, seed, agency)
+    spec = parse_reach(reach, config)
+    if get_segment(store, _segment_name(agency, name), "lookalike") is not None:
+        raise DmpError(f"lookalike {name!r} already exists for agency {agency!r}")
+    con = store.con
+    with store.transaction():
+        match_seeds(con, seed_list["seed_list_id"], now)
+    try:
+        build = _build(con, config, seed_list, spec, now)
+        with store.transaction():
+            segment_id = create_segment(
+                con,
+                _segment_name(agency, name),
+                "lookalike",
+                {
+                    "seed_list_id": seed_list["seed_list_id"],
+                    "seed": seed_list["name"],
+                    "reach": spec,
+                },
+                agency=seed_list["agency"],
+                ttl_days=config.get("lookalike.ttl_days"),
+                description=description or f"lookalike of seed list {seed_list['name']}",
+                now=now,
+            )
+            run = _apply(con, config, segment_id, seed_list, build, now)
+    finally:
+        _drop_temp(con)
+    return _report(name, agency, seed_list, spec, run, build)
+
+
+def refresh_lookalike(
+    store: Store,
+    config: Config,
+    name: str,
+    agency: str,
+    force: bool = False,
+    now: datetime | None = None,
+) -> dict:
+    """Retrain on today's data; apply the new audience unless a guard keeps the old one
+    (``force`` skips the size and quality guards, never the seed minimum)."""
+    segment = _require(store, name, agency)
+    return _refresh(store, config, segment, force, now or utcnow())
+
+
+def refresh_all(store: Store, config: Config, now: datetime | None = None) -> dict:
+    """Refresh every lookalike (the scheduled ``lookalike`` job)."""
+    now = now or utcnow()
+    segments = store.con.execute(
+        "SELECT name FROM segments WHERE kind = 'lookalike' ORDER BY segment_id"
+    ).fetchall()
+    results, warnings = [], []
+    for (full_name,) in segments:
+        segment = get_segment(store, full_name, "lookalike")
+        result = _refresh(store, config, segment, False, now)
+        results.append(
+            {k: result.get(k) for k in ("name", "agency", "status", "reason", "size", "churn")}
+        )
+        if result["status"] == "kept":
+            warnings.append(f"{full_name}: kept the previous audience: {result['reason']}")
+    applied = sum(r["status"] == "applied" for r in results)
+    return {
+        "lookalikes": len(results),
+        "applied": applied,
+        "kept": len(results) - applied,
+        "runs": results,
+        "warnings": warnings,
+    }
+
+
+def list_lookalikes(store: Store, agency: str) -> list[dict]:
+    """``agency``'s lookalikes with their size, reach, seed list and last run."""
+    rows = store.con.execute(
+        "SELECT name FROM segments WHERE kind = 'lookalike' AND agency = ? ORDER BY name",
+        [check_name(agency, "agency")],
+    ).fetchall()
+    return [show_lookalike(store, r[0].split("/", 1)[1], agency, runs=1) for r in rows]
+
+
+def show_lookalike(store: Store, name: str, agency: str, runs: int = 10) -> dict:
+    """A lookalike's definition, its current quality report and its recent runs."""
+    segment = _require(store, name, agency)
+    con = store.con
+    recent = [
+        _run_dict(row)
+        for row in con.execute(
+            f"SELECT {_RUN_COLUMNS} FROM lookalike_runs WHERE segment_id = ? "
+            "ORDER BY run_id DESC LIMIT ?",
+            [segment["segment_id"], runs],
+        ).fetchall()
+    ]
+    applied = _last_applied(con, segment["segment_id"])
+    members = con.execute(
+        "SELECT count(*) FROM lookalike_members WHERE segment_id = ?", [segment["segment_id"]]
+    ).fetchone()[0]
+    return {
+        "name": name,
+        "agency": segment["agency"],
+        "segment": segment["name"],
+        "segment_id": segment["segment_id"],
+        "seed": segment["definition"]["seed"],
+        "reach": segment["definition"]["reach"],
+        "size": members,
+        "created_at": segment["created_at"],
+        "quality": applied["quality"] if applied else None,
+        "model": applied["model"] if applied else None,
+        "runs": recent,
+    }
+
+
+def delete_lookalike(store: Store, name: str, agency: str) -> dict:
+    """Remove a lookalike: its segment (destinations drop it at their next sync) and runs."""
+    segment = _require(store, name, agency)
+    delete_segment(store, segment["segment_id"])
+    with store.transaction() as con:
+        for table in ("lookalike_members", "lookalike_runs"):
+            con.execute(f"DELETE FROM {table} WHERE segment_id = ?", [segment["segment_id"]])
+    return {"name": name, "agency": segment["agency"], "deleted": True}
+
+
+# -- building and applying ----------------------------------------------------------
+
+
+def _refresh(store: Store, config: Config, segment: dict, force: bool, now: datetime) -> dict:
+    con = store.con
+    agency, name = segment["agency"], segment["name"].split("/", 1)[1]
+    spec = segment["definition"]["reach"]
+    seed_name = con.execute(
+        "SELECT name FROM seed_lists WHERE seed_list_id = ? AND agency = ?",
+        [segment["definition"]["seed_list_id"], agency],
+    ).fetchone()
+    if seed_name is None:
+        raise DmpError(f"lookalike {name!r}: its seed list is gone")
+    seed_list = get_seed_list(store, seed_name[0], agency)
+    with store.transaction():
+        match_seeds(con, seed_list["seed_list_id"], now)
+    previous = _last_applied(con, segment["segment_id"])
+    try:
+        try:
+            build = _build(con, config, seed_list, spec, now)
+            reason = None if force else _guard(config, spec, build, previous)
+        except SeedTooSmall as exc:
+            build, reason = None, str(exc)
+        with store.transaction():
+            if reason is None:
+                run = _apply(con, config, segment["segment_id"], seed_list, build, now)
+            else:
+                run = _keep(con, config, segment["segment_id"], seed_list, build, reason, now)
+    finally:
+        _drop_temp(con)
+    return _report(name, agency, seed_list, spec, run, build)
+
+
+def _build(
+    con: duckdb.DuckDBPyConnection, config: Config, seed_list: dict, spec: dict, now: datetime
+) -> Build:
+    """Train on the current profiles and choose the audience into ``SELECTED``."""
+    seconds = {}
+    started = time.perf_counter()
+    features = load_features(con, config, now)
+    rows, keys = seed_rows(con, seed_list["seed_list_id"])
+    seconds["features"] = time.perf_counter() - started
+    minimum = config.get("lookalike.min_seed_devices")
+    if len(rows) < minimum:
+        raise SeedTooSmall(
+            f"seed list {seed_list['name']!r} matches {len(rows):,} devices with a consented "
+            f"interest profile ({seed_list['matched']:,} matched in all); at least {minimum:,} "
+            "are needed to model and measure a lookalike"
+        )
+    eligible = features.devices
+    target = round(spec["share"] * eligible) if "share" in spec else spec["size"]
+    max_share = config.get("lookalike.max_reach")
+    if target > max_share * eligible:
+        raise DmpError(
+            f"reach of {target:,} devices is more than {max_share:.0%} of the "
+            f"{eligible:,} eligible devices; choose a smaller reach"
+        )
+    started = time.perf_counter()
+    model = LookalikeModel(
+        holdout=config.get("lookalike.holdout"),
+        negatives_per_seed=config.get("lookalike.negatives_per_seed"),
+        max_negatives=config.get("lookalike.max_negatives"),
+        C=config.get("lookalike.regularisation"),
+        centroid_weight=config.get("lookalike.centroid_weight"),
+    ).fit(features.matrix, rows, keys)
+    seconds["fit"] = time.perf_counter() - started
+    started = time.perf_counter()
+    scores = model.score_devices(features.matrix)
+    scores[rows] = -np.inf  # seed devices are never part of the expanded audience
+    size = min(target, eligible - len(rows))
+    chosen = np.argpartition(-scores, size - 1)[:size] if size > 0 else np.array([], np.int64)
+    seconds["score"] = time.perf_counter() - started
+    con.register(
+        "lookalike_chosen", pa.table({"row": chosen.astype(np.int32), "score": scores[chosen]})
+    )
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE {SELECTED} AS
+        SELECT d.id, d.id_type, c.score FROM lookalike_chosen c JOIN {DEVICES} d USING (row)
+        """
+    )
+    con.unregister("lookalike_chosen")
+    top = np.argsort(-model.coef_)[:8]
+    details = {
+        "params": model.get_params(),
+        "top_categories": _category_names(con, [features.categories[i] for i in top]),
+        "categories": len(features.categories),
+    }
+    return Build(eligible, len(rows), target, size, model.quality_, details, seconds)
+
+
+def _guard(config: Config, spec: dict, build: Build, previous: dict | None) -> str | None:
+    """Why this build must not replace the audience, or None."""
+    tolerance = config.get("lookalike.size_tolerance")
+    reference = spec.get("size") or (previous["size"] if previous else None)
+    if reference:
+        ratio = build.size / reference
+        if not 1 - tolerance <= ratio <= 1 + tolerance:
+            return (
+                f"new audience of {build.size:,} devices is {ratio:.2f}x the "
+                f"{'chosen size' if 'size' in spec else 'previous audience'} of {reference:,} "
+                f"(allowed {1 - tolerance:.2f}-{1 + tolerance:.2f}x)"
+            )
+    drop = config.get("lookalike.max_auc_drop")
+    if previous and previous["quality"] and build.quality:
+        before, after = previous["quality"]["auc"], build.quality["auc"]
+        if after < before - drop:
+            return f"held-out AUC fell from {before:.3f} to {after:.3f} (more than {drop:.3f})"
+    return None
+
+
+def _apply(
+    con: duckdb.DuckDBPyConnection,
+    config: Config,
+    segment_id: int,
+    seed_list: dict,
+    build: Build,
+    now: datetime,
+) -> dict:
+    """Make ``SELECTED`` the audience; runs in the caller's transaction."""
+    started = time.perf_counter()
+    before, added, removed = con.execute(
+        f"""
+        SELECT (SELECT count(*) FROM lookalike_members WHERE segment_id = $segment),
+               (SELECT count(*) FROM {SELECTED} s WHERE NOT EXISTS (
+                    SELECT 1 FROM lookalike_members m WHERE m.segment_id = $segment
+                      AND m.id = s.id AND m.id_type = s.id_type)),
+               (SELECT count(*) FROM lookalike_members m WHERE m.segment_id = $segment
+                  AND NOT EXISTS (SELECT 1 FROM {SELECTED} s
+                                  WHERE m.id = s.id AND m.id_type = s.id_type))
+        """,
+        {"segment": segment_id},
+    ).fetchone()
+    con.execute("DELETE FROM lookalike_members WHERE segment_id = ?", [segment_id])
+    con.execute(
+        f"INSERT INTO lookalike_members SELECT ?, id, id_type, score FROM {SELECTED}", [segment_id]
+    )
+    members = apply_members(con, segment_id, SELECTED, now, config.get("lookalike.ttl_days"))
+    build.seconds["store"] = time.perf_counter() - started
+    churn = (added + removed) / before if before else None
+    return _record(
+        con, segment_id, seed_list, "applied", None, build, now, added, removed, churn, members
+    )
+
+
+def _keep(
+    con: duckdb.DuckDBPyConnection,
+    config: Config,
+    segment_id: int,
+    seed_list: dict,
+    build: Build | None,
+    reason: str,
+    now: datetime,
+) -> dict:
+    """Renew the previous audience (minus devices no longer eligible) and say why."""
+    con.execute(
+        """
+        DELETE FROM lookalike_members m WHERE segment_id = ? AND NOT EXISTS (
+            SELECT 1 FROM profiles p WHERE p.id = m.id AND p.id_type = m.id_type)
+        """,
+        [segment_id],
+    )
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE {SELECTED} AS
+        SELECT id, id_type, score FROM lookalike_members WHERE segment_id = ?
+        """,
+        [segment_id],
+    )
+    members = apply_members(con, segment_id, SELECTED, now, config.get("lookalike.ttl_days"))
+    return _record(con, segment_id, seed_list, "kept", reason, build, now, 0, 0, 0.0, members)
+
+
+def _record(
+    con, segment_id, seed_list, status, reason, build, now, added, removed, churn, members
+) -> dict:
+    size = (
+        build.size
+        if status == "applied"
+        else con.execute(f"SELECT count(*) FROM {SELECTED}").fetchone()[0]
+    )
+    values = [
+        segment_id,
+        seed_list["seed_list_id"],
+        now,
+        status,
+        reason,
+        build.eligible if build else None,
+        build.seed_devices if build else None,
+        build.target if build else None,
+        size,
+        added,
+        removed,
+        churn,
+        json.dumps(build.quality) if build else None,
+        json.dumps(build.model) if build else None,
+        json.dumps({k: round(v, 3) for k, v in build.seconds.items()}) if build else None,
+    ]
+    run_id = con.execute(
+        "INSERT INTO lookalike_runs VALUES (nextval('lookalike_run_id_seq'), "
+        + ", ".join("?" * len(values))
+        + ") RETURNING run_id",
+        values,
+    ).fetchone()[0]
+    return {
+        "run_id": run_id,
+        "status": status,
+        "reason": reason,
+        "size": size,
+        "added": added,
+        "removed": removed,
+        "churn": churn,
+        "segment_size": members["size"],
+    }
+
+
+# -- reading -------------------------------------------------------------------------
+
+_RUN_COLUMNS = (
+    "run_id, ran_at, status, reason, eligible, seed_devices, target_size, size, added, "
+    "removed, churn, quality, model, seconds"
+)
+
+
+def _run_dict(row: tuple) -> dict:
+    data = dict(zip([c.strip() for c in _RUN_COLUMNS.split(",")], row, strict=True))
+    for key in ("quality", "model", "seconds"):
+        data[key] = json.loads(data[key]) if data[key] else None
+    data["ran_at"] = iso(data["ran_at"])
+    return data
+
+
+def _last_applied(con: duckdb.DuckDBPyConnection, segment_id: int) -> dict | None:
+    row = con.execute(
+        f"SELECT {_RUN_COLUMNS} FROM lookalike_runs WHERE segment_id = ? AND status = 'applied' "
+        "ORDER BY run_id DESC LIMIT 1",
+        [segment_id],
+    ).fetchone()
+    return _run_dict(row) if row else None
+
+
+def _require(store: Store, name: str, agency: str) -> dict:
+    """``agency``'s lookalike ``name``; another agency's is 'not found' too."""
+    agency = check_name(agency, "agency")
+    segment = get_segment(store, _segment_name(agency, name), "lookalike")
+    if segment is None or segment["agency"] != agency:
+        raise DmpError(f"no lookalike named {name!r} for agency {agency!r}")
+    return segment
+
+
+def _segment_name(agency: str, name: str) -> str:
+    return f"{agency}/{name}"
+
+
+def _category_names(con: duckdb.DuckDBPyConnection, ids: list[str]) -> list[dict]:
+    names = dict(
+        con.execute(
+            "SELECT id, path FROM taxonomy WHERE taxonomy = 'content' AND list_contains(?, id)",
+            [ids],
+        ).fetchall()
+    )
+    return [{"category_id": i, "name": names.get(i, i)} for i in ids]
+
+
+def _report(name, agency, seed_list, spec, run, build) -> dict:
+    return {
+        "name": name,
+        "agency": agency,
+        "seed": seed_list["name"],
+        "reach": spec,
+        **run,
+        "eligible": build.eligible if build else None,
+        "seed_devices": build.seed_devices if build else None,
+        "target_size": build.target if build else None,
+        "quality": build.quality if build else None,
+        "model": build.model if build else None,
+        "seconds": {k: round(v, 3) for k, v in build.seconds.items()} if build else None,
+    }
+
+
+def _drop_temp(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(f"DROP TABLE IF EXISTS {SELECTED}; DROP TABLE IF EXISTS {DEVICES}")

@@ -1,0 +1,1 @@
+"""Segments: named audiences (rule, cluster, lookalike), their members and sizes."""

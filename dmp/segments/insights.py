@@ -1,0 +1,77 @@
+"""What a buyer asks about a segment: size over time, what its members like, overlaps."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import duckdb
+
+from dmp.clock import utcnow
+from dmp.segments.registry import require_segment
+from dmp.store import Store
+
+
+def describe(store: Store, name: str, now: datetime | None = None) -> dict:
+    """Definition, size trend, top categories and overlaps of one segment."""
+    now = now or utcnow()
+    segment = require_segment(store, name)
+    con = store.con
+    sid = segment["segment_id"]
+    trend = con.execute(
+        "SELECT day, size FROM segment_sizes WHERE segment_id = ? AND day >= ? ORDER BY day",
+        [sid, (now - timedelta(days=90)).date()],
+    ).fetchall()
+    top = con.execute(
+        """
+        SELECT p.category_id, t.name, count(*) AS members
+        FROM segment_members m
+        JOIN profiles p ON p.id = m.id AND p.id_type = m.id_type
+        LEFT JOIN taxonomy t ON t.taxonomy = 'content' AND t.id = p.category_id
+        WHERE m.segment_id = ? AND m.expires_at > ?
+        GROUP BY ALL ORDER BY members DESC, p.category_id LIMIT 10
+        """,
+        [sid, now],
+    ).fetchall()
+    names = dict(con.execute("SELECT segment_id, name FROM segments").fetchall())
+    overlaps = [
+        {"segment": names[o["b"] if o["a"] == sid else o["a"]], **o}
+        for o in overlap(con, now)
+        if sid in (o["a"], o["b"])
+    ]
+    return {
+        **segment,
+        "size": con.execute(
+            "SELECT count(*) FROM segment_members WHERE segment_id = ? AND expires_at > ?",
+            [sid, now],
+        ).fetchone()[0],
+        "trend": [{"day": day.isoformat(), "size": size} for day, size in trend],
+        "top_categories": [{"id": c, "name": n, "members": m} for c, n, m in top],
+        "overlap": overlaps,
+    }
+
+
+def overlap(con: duckdb.DuckDBPyConnection, now: datetime) -> list[dict]:
+    """Shared members of every pair of segments, with each side's share."""
+    rows = con.execute(
+        """
+        WITH live AS (SELECT segment_id, id, id_type FROM segment_members WHERE expires_at > $now),
+        sizes AS (SELECT segment_id, count(*) AS size FROM live GROUP BY 1)
+        SELECT a.segment_id, b.segment_id, count(*) AS shared, sa.size, sb.size
+        FROM live a JOIN live b ON a.id = b.id AND a.id_type = b.id_type
+             AND a.segment_id < b.segment_id
+        JOIN sizes sa ON sa.segment_id = a.segment_id
+        JOIN sizes sb ON sb.segment_id = b.segment_id
+        GROUP BY ALL ORDER BY 1, 2
+        """,
+        {"now": now},
+    ).fetchall()
+    return [
+        {
+            "a": a,
+            "b": b,
+            "shared": shared,
+            "share_of_a": round(shared / size_a, 4),
+            "share_of_b": round(shared / size_b, 4),
+        }
+        for a, b, shared, size_a, size_b in rows
+    ]
