@@ -6,6 +6,8 @@ Every command that reports takes ``--json``; errors meant for people
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import logging
 import os
@@ -782,9 +784,10 @@ log = logging.getLogger("dmp.cli")
 
 @main.command("run")
 @click.argument("names", nargs=-1, required=True)
+@click.option("--dry-run", is_flag=True, help="Report what the jobs would do; change nothing.")
 @json_option
 @pass_ctx
-def run_jobs(ctx: Context, names: tuple[str, ...], as_json: bool) -> None:
+def run_jobs(ctx: Context, names: tuple[str, ...], dry_run: bool, as_json: bool) -> None:
     """Run pipeline jobs once, in the order given (or `all`); each run is recorded.
 
     Exit status is 1 unless every run succeeded. SIGTERM or Ctrl-C starts no
@@ -800,8 +803,10 @@ def run_jobs(ctx: Context, names: tuple[str, ...], as_json: bool) -> None:
     unknown = [n for n in chosen if n not in JOBS]
     if unknown:
         raise click.UsageError(f"unknown job(s) {', '.join(unknown)}; known: {', '.join(JOBS)}")
+    if dry_run:
+        JOBS = _dry_runs(JOBS, chosen)  # noqa: N806 (the same mapping, dry)
     _log_to_stderr(logging.WARNING)
-    with _runner(ctx) as runner:
+    with _runner(ctx, JOBS) as runner:
         runs, not_started, stuck = run_in_order(
             runner, chosen, ctx.config.get("scheduler.stop_timeout_seconds")
         )
@@ -925,14 +930,23 @@ def serve(ctx: Context, host: str | None, port: int | None) -> None:
 
 
 @contextmanager
-def _runner(ctx: Context) -> Iterator:
-    """The instance's Runner over all installed jobs; the schedule is checked first."""
+def _runner(ctx: Context, jobs: dict | None = None) -> Iterator:
+    """The instance's Runner over ``jobs`` (default: all installed); the schedule is
+    checked first."""
     from dmp.scheduler import Runner, load_schedule
     from jobs import JOBS
 
     schedule = load_schedule(ctx.config)
     with ctx.store() as store:
-        yield Runner(store, ctx.config, JOBS, schedule)
+        yield Runner(store, ctx.config, JOBS if jobs is None else jobs, schedule)
+
+
+def _dry_runs(jobs: dict, chosen: list[str]) -> dict:
+    """The chosen jobs with ``dry_run=True``; a job that cannot pretend is a usage error."""
+    unable = [n for n in chosen if "dry_run" not in inspect.signature(jobs[n]).parameters]
+    if unable:
+        raise click.UsageError(f"job(s) without a dry run: {', '.join(unable)}")
+    return {name: functools.partial(jobs[name], dry_run=True) for name in chosen}
 
 
 def _exit_if_stuck(stuck: list) -> None:

@@ -297,3 +297,13 @@ def test_cli_optout_delete_explain_idsync(cli, tmp_path):
     matches.write_text("ck2,partner-2\n")
     assert "1 matches stored for ttd" in cli("idsync", "import", "ttd", str(matches)).stdout
     assert cli("optout", "add").exit_code == 2  # nothing given: usage error
+
+
+def test_cli_expire_dry_run_reports_and_keeps_everything(cli, home, write):
+    cli("init")
+    log = write("old.csv", HEADER + line(NOW - timedelta(days=400), "ck-old") + "\n")
+    assert cli("ingest", str(log)).exit_code == 0
+    runs = json.loads(cli("run", "expire", "--dry-run", "--json").stdout)
+    assert runs[0]["result"]["dry_run"] is True and runs[0]["result"]["expired"] == 1
+    assert json.loads(cli("status", "--json").stdout)["devices"] == 1
+    assert cli("run", "profile", "--dry-run").exit_code == 2
