@@ -10,9 +10,10 @@ from dmp.config import Config
 from dmp.store import Store
 
 
-def run(store: Store, config: Config, now: datetime | None = None) -> dict:
-    results = sync(store, config, now=now)
+def run(store: Store, config: Config, now: datetime | None = None, dry_run: bool = False) -> dict:
+    results = sync(store, config, now=now, dry_run=dry_run)
     return {
+        "dry_run": dry_run,
         "syncs": len(results),
         "by_status": dict(Counter(r["status"] for r in results)),
         "accepted": sum(r["accepted"] for r in results),

@@ -378,6 +378,8 @@ def test_file_export_writes_the_whole_audience(store, config, run, sports):
 def test_sync_job_is_registered(store, config, dsp, sports):
     destination(store, dsp, "hook", "webhook", secret_env="NOT_SET_ANYWHERE")
     link_segment(store, "hook", "sports")
+    dry = JOBS["sync"](store, config, NOW, dry_run=True)  # `dmp run sync --dry-run`
+    assert dry["by_status"] == {"succeeded": 1} and dsp.requests == []
     summary = JOBS["sync"](store, config, NOW)
     assert summary["by_status"] == {"failed": 1}
     assert "NOT_SET_ANYWHERE" in summary["warnings"][0]
