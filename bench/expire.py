@@ -11,13 +11,12 @@ both times, the ratio expire/ingest (target < 0.33) and the job's counts.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
 import sys
 
-from ingest import OUT, make_csv, run
+from ingest import OUT, make_csv, run, world_parser
 
 EXPIRE = """
 import json, sys
@@ -33,10 +32,7 @@ with open_store(config) as store:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=10_000_000)
-    parser.add_argument("--devices", type=int, default=1_000_000)
-    args = parser.parse_args()
+    args = world_parser(__doc__).parse_args()
     csv = make_csv(args.events, args.devices)
     work = OUT / "expire_run"
     shutil.rmtree(work, ignore_errors=True)

@@ -65,10 +65,16 @@ def make_csv(events: int, devices: int) -> Path:
     return path
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def world_parser(doc: str) -> argparse.ArgumentParser:
+    """The options every benchmark over the cached world shares."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--events", type=int, default=10_000_000)
     parser.add_argument("--devices", type=int, default=1_000_000)
+    return parser
+
+
+def main() -> None:
+    parser = world_parser(__doc__)
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--memory-limit", default="3GB")
     args = parser.parse_args()

@@ -12,13 +12,12 @@ a random assignment's (target >= 0.7).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
 import sys
 
-from ingest import OUT, make_csv, run
+from ingest import OUT, make_csv, run, world_parser
 
 RULES = """
 import duckdb, sys
@@ -73,10 +72,7 @@ print(json.dumps({"devices": len(joined), "nmi": nmi(joined["persona"], joined["
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=10_000_000)
-    parser.add_argument("--devices", type=int, default=1_000_000)
-    args = parser.parse_args()
+    args = world_parser(__doc__).parse_args()
     csv = make_csv(args.events, args.devices)
     work = OUT / "segments_run"
     shutil.rmtree(work, ignore_errors=True)

@@ -25,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 
 from dmp.clock import utcnow
+from dmp.ingest.readers import CANONICAL
 from dmp.tcf import TCString, encode
 
 # (name, content category IDs, conversion propensity). IDs are IAB Content Taxonomy 3.1.
@@ -322,24 +323,7 @@ def consent_strings(start: datetime) -> tuple[tuple[str, ...], tuple[str, ...], 
 
 
 _EVENT_SCHEMA = pa.schema(
-    [
-        (name, pa.string())
-        for name in (
-            "ts",
-            "id",
-            "id_type",
-            "url",
-            "event",
-            "category",
-            "keywords",
-            "country",
-            "consent",
-            "gpc",
-            "hem",
-            "maid",
-            "cookie",
-        )
-    ]
+    [(name, pa.string()) for name in CANONICAL]
     + [("sort_key", pa.float64())]
 )
 

@@ -61,9 +61,7 @@ def create(
 ) -> dict:
     """Store a rule segment and fill it; an invalid rule stores nothing."""
     now = now or utcnow()
-    ensure(store, config)
-    compiled = compile_rule(store, config, rule)
-    check_cycles(store, name, compiled.segments)
+    _validate(store, config, name, rule)
     with store.transaction() as con:
         segment_id = create_segment(
             con, name, "rule", rule, ttl_days=ttl_days, description=description, now=now
@@ -84,10 +82,15 @@ def update(
 ) -> dict:
     now = now or utcnow()
     segment = require_segment(store, name, "rule")
-    compiled = compile_rule(store, config, rule)
-    check_cycles(store, name, compiled.segments)
+    _validate(store, config, name, rule)
     update_definition(store, segment["segment_id"], rule, description, ttl_days, now)
     return refresh(store, config, require_segment(store, name, "rule"), now)
+
+
+def _validate(store: Store, config: Config, name: str, rule: Any) -> None:
+    """Compile the rule and refuse cycles: nothing invalid is ever stored."""
+    ensure(store, config)
+    check_cycles(store, name, compile_rule(store, config, rule).segments)
 
 
 def refresh(store: Store, config: Config, segment: dict, now: datetime) -> dict:
