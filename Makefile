@@ -18,6 +18,11 @@ run: $(VENV)/.installed
 	$(DMP) segments apply sample_data/segments
 	$(DMP) segments list
 	$(DMP) status
+	@echo
+	@echo "Dashboard: create a first user, then start the server (it holds the database):"
+	@echo "  export DMP_HOME=$(DMP_HOME)"
+	@echo "  $(DMP) users add admin --role admin"
+	@echo "  $(DMP) serve    # http://127.0.0.1:8080/ ; Ctrl-C stops it"
 
 test: $(VENV)/.installed lint
 	$(VENV)/bin/pytest

@@ -905,7 +905,7 @@ def serve(ctx: Context, host: str | None, port: int | None) -> None:
     import waitress
 
     from dmp.scheduler import create_scheduler, serve_until_stopped
-    from dmp.web import create_app
+    from dmp.web import create_app, start_spool_rotator
 
     config = ctx.config
     host = host or config.get("web.host")
@@ -920,12 +920,16 @@ def serve(ctx: Context, host: str | None, port: int | None) -> None:
         except OSError as exc:
             raise DmpError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
         server.print_listen(f"dmp serve: listening on http://{{}}:{{}} (pid {os.getpid()})")
-        stuck = serve_until_stopped(
-            runner,
-            create_scheduler(runner),
-            server.run,
-            config.get("scheduler.stop_timeout_seconds"),
-        )
+        rotator = start_spool_rotator(app)  # collector spool files reach ingest on time
+        try:
+            stuck = serve_until_stopped(
+                runner,
+                create_scheduler(runner),
+                server.run,
+                config.get("scheduler.stop_timeout_seconds"),
+            )
+        finally:
+            rotator.stop()
         _exit_if_stuck(stuck)
 
 
@@ -1228,15 +1232,97 @@ def _echo_quality(quality: dict | None) -> None:
         f"held-out quality ({quality['heldout_seeds']:,} seeds held out, "
         f"{quality['train_seeds']:,} trained on): AUC {quality['auc']:.3f} (random 0.5)"
     )
-    click.echo(
-        f"  {'reach':>5} {'devices':>10} {'recall (95%)':>22} {'lift (95%)':>20} {'random':>7}"
-    )
+    click.echo(f"  {'reach':>5} {'devices':>10}  {'recall (95% interval)':<24} "
+               f"{'lift (95% interval)':<22} random")  # fmt: skip
     for row in quality["at"]:
         low, high = row["recall_95"]
         lift_low, lift_high = row["lift_95"] or (0, 0)
+        recall = f"{row['recall']:.1%} ({low:.1%}-{high:.1%})"
+        lift = f"{row['lift']:.2f} ({lift_low:.2f}-{lift_high:.2f})"
         click.echo(
-            f"  {row['reach']:>5.0%} {row['devices']:>10,} "
-            f"{row['recall']:>8.1%} ({low:.1%}-{high:.1%})".ljust(41)
-            + f" {row['lift']:>6.2f} ({lift_low:.2f}-{lift_high:.2f})".ljust(21)
-            + f" {row['random_recall']:>6.1%}"
+            f"  {row['reach']:>5.0%} {row['devices']:>10,}  {recall:<24} {lift:<22} "
+            f"{row['random_recall']:.1%}"
         )
+
+
+# --- Dashboard users and API tokens (issue 8): users, tokens ---------------------------
+
+
+@main.group()
+def users() -> None:
+    """Dashboard and API users: roles admin, buyer, agency."""
+
+
+@users.command("add")
+@click.argument("name")
+@click.option("--role", type=click.Choice(["admin", "buyer", "agency"]), required=True)
+@click.option("--agency", help="The agency an agency user acts for (agency role only).")
+@click.option(
+    "--password-stdin",
+    is_flag=True,
+    help="Read the password from standard input (else it is asked for, unless no tty).",
+)
+@click.option("--no-password", is_flag=True, help="API tokens only: no dashboard log-in.")
+@json_option
+@pass_ctx
+def users_add(
+    ctx: Context,
+    name: str,
+    role: str,
+    agency: str | None,
+    password_stdin: bool,
+    no_password: bool,
+    as_json: bool,
+) -> None:
+    """Add a user; its password is stored as a salted hash only."""
+    from dmp.web.users import add_user
+
+    password = None
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    elif not no_password:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    with ctx.store() as store:
+        user = add_user(store, name, role, agency, password)
+    if as_json:
+        emit_json(user)
+    else:
+        click.echo(f"added {role} user {name}" + (f" for agency {agency}" if agency else ""))
+
+
+@users.command("list")
+@json_option
+@pass_ctx
+def users_list(ctx: Context, as_json: bool) -> None:
+    """Every user with role and agency (never a password or token)."""
+    from dmp.web.users import list_users
+
+    with ctx.store() as store:
+        found = list_users(store)
+    if as_json:
+        emit_json(found)
+        return
+    for user in found:
+        click.echo(f"{user['name']:<24} {user['role']:<7} {user['agency'] or ''}")
+
+
+@main.group()
+def tokens() -> None:
+    """API tokens (Authorization: Bearer TOKEN), shown once, stored hashed."""
+
+
+@tokens.command("create")
+@click.argument("user")
+@json_option
+@pass_ctx
+def tokens_create(ctx: Context, user: str, as_json: bool) -> None:
+    """Create an API token for USER and print it (the only time it is shown)."""
+    from dmp.web.users import create_token
+
+    with ctx.store() as store:
+        created = create_token(store, user)
+    if as_json:
+        emit_json(created)
+    else:
+        click.echo(created["token"])
+        click.echo("store it now: it is shown only once", err=True)

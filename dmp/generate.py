@@ -323,8 +323,7 @@ def consent_strings(start: datetime) -> tuple[tuple[str, ...], tuple[str, ...], 
 
 
 _EVENT_SCHEMA = pa.schema(
-    [(name, pa.string()) for name in CANONICAL]
-    + [("sort_key", pa.float64())]
+    [(name, pa.string()) for name in CANONICAL] + [("sort_key", pa.float64())]
 )
 
 

@@ -207,10 +207,17 @@ def test_refresh_records_churn_and_guards_keep_the_previous_audience(store, conf
     forced = refresh_lookalike(store, config, "auto", "acme", force=True, now=later)
     assert forced["status"] == "applied" and forced["churn"] > 0
     assert forced["added"] + forced["removed"] > 0
-    # Quality collapses when the seeds turn random: the better audience stays.
+    # Quality collapses when the seeds turn random: the better audience stays,
+    # minus any device that is now a seed.
     upload(store, config, seed_file(count=300, seed=9))
     dropped = refresh_lookalike(store, config, "auto", "acme", now=later)
     assert dropped["status"] == "kept" and "held-out AUC fell from" in dropped["reason"]
+    new_seeds = members(store, "seed_matches")
+    assert not (members(store) | members(store, "lookalike_members")) & new_seeds
+    left = store.con.execute(
+        "SELECT count(*) FROM segment_exits WHERE reason = 'a seed device of its own lookalike'"
+    ).fetchone()[0]
+    assert left > 0
     # Seeds below the minimum (opt-outs, expiry): kept, with the reason.
     upload(store, config, seed_file(count=50))
     small = refresh_lookalike(store, config, "auto", "acme", now=later)

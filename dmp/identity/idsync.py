@@ -75,3 +75,15 @@ def import_matches(store: Store, partner: str, path: Path, now: datetime | None 
         "stored": stored,
         "invalid": [{"line": n, "value": raw, "reason": why} for n, raw, why in invalid],
     }
+
+
+def import_spooled(store: Store, folder: Path, now: datetime | None = None) -> dict:
+    """Load the cookie-sync spool files the collector closed (``folder/PARTNER/*.csv``,
+    ``cookie_id,partner_id`` lines), then move each to ``folder/PARTNER/done/``."""
+    stored, files = 0, 0
+    for path in sorted(folder.glob("*/*.csv")) if folder.exists() else []:
+        stored += import_matches(store, path.parent.name, path, now)["stored"]
+        (path.parent / "done").mkdir(exist_ok=True)
+        path.rename(path.parent / "done" / path.name)
+        files += 1
+    return {"files": files, "stored": stored}

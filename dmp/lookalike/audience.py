@@ -38,11 +38,14 @@ from dmp.segments.registry import create_segment, delete_segment, get_segment
 from dmp.store import Store
 
 SELECTED = "lookalike_selected"  # temp table: id, id_type, score
+_STATUSES = ("applied", "kept", "failed")
 _REACH = re.compile(r"^\s*(?P<number>\d+(\.\d+)?)\s*(?P<percent>%?)\s*$")
 
 
-class SeedTooSmall(DmpError):
-    """Too few matched seed devices with a profile to model (or to measure)."""
+class CannotModel(DmpError):
+    """Today's data cannot give this lookalike an audience: too few matched seed
+    devices with a profile, or a reach beyond the allowed share of eligible devices.
+    A refresh keeps the previous audience instead."""
 
 
 @dataclass
@@ -88,13 +91,13 @@ def create_lookalike(
     """Train on ``agency``'s seed list ``seed`` and store the audience as a new segment."""
     now = now or utcnow()
     name = check_name(name, "lookalike name")
-    seed_list = get_seed_list(store, seed, agency)
     spec = parse_reach(reach, config)
     if get_segment(store, _segment_name(agency, name), "lookalike") is not None:
         raise DmpError(f"lookalike {name!r} already exists for agency {agency!r}")
     con = store.con
     with store.transaction():
-        match_seeds(con, seed_list["seed_list_id"], now)
+        match_seeds(con, get_seed_list(store, seed, agency)["seed_list_id"], now)
+    seed_list = get_seed_list(store, seed, agency)
     try:
         build = _build(con, config, seed_list, spec, now)
         with store.transaction():
@@ -141,20 +144,18 @@ def refresh_all(store: Store, config: Config, now: datetime | None = None) -> di
     results, warnings = [], []
     for (full_name,) in segments:
         segment = get_segment(store, full_name, "lookalike")
-        result = _refresh(store, config, segment, False, now)
+        try:
+            result = _refresh(store, config, segment, False, now)
+        except DmpError as exc:
+            agency, name = segment["agency"], full_name.split("/", 1)[1]
+            result = {"name": name, "agency": agency, "status": "failed", "reason": str(exc)}
         results.append(
             {k: result.get(k) for k in ("name", "agency", "status", "reason", "size", "churn")}
         )
-        if result["status"] == "kept":
-            warnings.append(f"{full_name}: kept the previous audience: {result['reason']}")
-    applied = sum(r["status"] == "applied" for r in results)
-    return {
-        "lookalikes": len(results),
-        "applied": applied,
-        "kept": len(results) - applied,
-        "runs": results,
-        "warnings": warnings,
-    }
+        if result["status"] != "applied":
+            warnings.append(f"{full_name}: {result['status']}: {result['reason']}")
+    count = {status: sum(r["status"] == status for r in results) for status in _STATUSES}
+    return {"lookalikes": len(results), **count, "runs": results, "warnings": warnings}
 
 
 def list_lookalikes(store: Store, agency: str) -> list[dict]:
@@ -220,15 +221,15 @@ def _refresh(store: Store, config: Config, segment: dict, force: bool, now: date
     ).fetchone()
     if seed_name is None:
         raise DmpError(f"lookalike {name!r}: its seed list is gone")
-    seed_list = get_seed_list(store, seed_name[0], agency)
     with store.transaction():
-        match_seeds(con, seed_list["seed_list_id"], now)
+        match_seeds(con, segment["definition"]["seed_list_id"], now)
+    seed_list = get_seed_list(store, seed_name[0], agency)
     previous = _last_applied(con, segment["segment_id"])
     try:
         try:
             build = _build(con, config, seed_list, spec, now)
             reason = None if force else _guard(config, spec, build, previous)
-        except SeedTooSmall as exc:
+        except CannotModel as exc:
             build, reason = None, str(exc)
         with store.transaction():
             if reason is None:
@@ -251,7 +252,7 @@ def _build(
     seconds["features"] = time.perf_counter() - started
     minimum = config.get("lookalike.min_seed_devices")
     if len(rows) < minimum:
-        raise SeedTooSmall(
+        raise CannotModel(
             f"seed list {seed_list['name']!r} matches {len(rows):,} devices with a consented "
             f"interest profile ({seed_list['matched']:,} matched in all); at least {minimum:,} "
             "are needed to model and measure a lookalike"
@@ -260,7 +261,7 @@ def _build(
     target = round(spec["share"] * eligible) if "share" in spec else spec["size"]
     max_share = config.get("lookalike.max_reach")
     if target > max_share * eligible:
-        raise DmpError(
+        raise CannotModel(
             f"reach of {target:,} devices is more than {max_share:.0%} of the "
             f"{eligible:,} eligible devices; choose a smaller reach"
         )
@@ -344,12 +345,19 @@ def _apply(
     con.execute(
         f"INSERT INTO lookalike_members SELECT ?, id, id_type, score FROM {SELECTED}", [segment_id]
     )
+    _drop_seed_devices(con, segment_id, seed_list["seed_list_id"], now)
     members = apply_members(con, segment_id, SELECTED, now, config.get("lookalike.ttl_days"))
     build.seconds["store"] = time.perf_counter() - started
-    churn = (added + removed) / before if before else None
-    return _record(
-        con, segment_id, seed_list, "applied", None, build, now, added, removed, churn, members
-    )
+    outcome = {
+        "status": "applied",
+        "reason": None,
+        "size": build.size,
+        "added": added,
+        "removed": removed,
+        "churn": round((added + removed) / before, 4) if before else None,
+        "segment_size": members["size"],
+    }
+    return _record(con, segment_id, seed_list, build, now, outcome)
 
 
 def _keep(
@@ -369,6 +377,7 @@ def _keep(
         """,
         [segment_id],
     )
+    _drop_seed_devices(con, segment_id, seed_list["seed_list_id"], now)
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE {SELECTED} AS
@@ -377,50 +386,78 @@ def _keep(
         [segment_id],
     )
     members = apply_members(con, segment_id, SELECTED, now, config.get("lookalike.ttl_days"))
-    return _record(con, segment_id, seed_list, "kept", reason, build, now, 0, 0, 0.0, members)
+    size = con.execute(f"SELECT count(*) FROM {SELECTED}").fetchone()[0]
+    outcome = {
+        "status": "kept",
+        "reason": reason,
+        "size": size,
+        "added": 0,
+        "removed": 0,
+        "churn": 0.0,
+        "segment_size": members["size"],
+    }
+    return _record(con, segment_id, seed_list, build, now, outcome)
+
+
+def _drop_seed_devices(
+    con: duckdb.DuckDBPyConnection, segment_id: int, seed_list_id: int, now: datetime
+) -> None:
+    """Seed devices leave the audience at once, even members still inside their TTL
+    (a device that became a seed since the last run)."""
+    seed = (
+        "EXISTS (SELECT 1 FROM seed_matches s WHERE s.seed_list_id = $list "
+        "AND s.id = m.id AND s.id_type = m.id_type)"
+    )
+    params = {"segment": segment_id, "list": seed_list_id}
+    con.execute(f"DELETE FROM lookalike_members m WHERE segment_id = $segment AND {seed}", params)
+    con.execute(
+        f"""
+        INSERT INTO segment_exits
+        SELECT segment_id, id, id_type, 'a seed device of its own lookalike', $now
+        FROM segment_members m WHERE segment_id = $segment AND {seed}
+        """,
+        {**params, "now": now},
+    )
+    con.execute(f"DELETE FROM segment_members m WHERE segment_id = $segment AND {seed}", params)
 
 
 def _record(
-    con, segment_id, seed_list, status, reason, build, now, added, removed, churn, members
+    con: duckdb.DuckDBPyConnection,
+    segment_id: int,
+    seed_list: dict,
+    build: Build | None,
+    now: datetime,
+    outcome: dict,
 ) -> dict:
-    size = (
-        build.size
-        if status == "applied"
-        else con.execute(f"SELECT count(*) FROM {SELECTED}").fetchone()[0]
-    )
-    values = [
-        segment_id,
-        seed_list["seed_list_id"],
-        now,
-        status,
-        reason,
-        build.eligible if build else None,
-        build.seed_devices if build else None,
-        build.target if build else None,
-        size,
-        added,
-        removed,
-        churn,
-        json.dumps(build.quality) if build else None,
-        json.dumps(build.model) if build else None,
-        json.dumps({k: round(v, 3) for k, v in build.seconds.items()}) if build else None,
-    ]
+    """One ``lookalike_runs`` row: what was built (if anything) and what was done."""
+    built = [None] * 6
+    if build:
+        seconds = {k: round(v, 3) for k, v in build.seconds.items()}
+        built = [build.eligible, build.seed_devices, build.target, json.dumps(build.quality),
+                 json.dumps(build.model), json.dumps(seconds)]  # fmt: skip
+    eligible, seed_devices, target, quality, model, seconds = built
     run_id = con.execute(
-        "INSERT INTO lookalike_runs VALUES (nextval('lookalike_run_id_seq'), "
-        + ", ".join("?" * len(values))
-        + ") RETURNING run_id",
-        values,
+        """
+        INSERT INTO lookalike_runs VALUES (
+            nextval('lookalike_run_id_seq'), $segment, $seed_list, $now, $status, $reason,
+            $eligible, $seed_devices, $target, $size, $added, $removed, $churn,
+            $quality, $model, $seconds)
+        RETURNING run_id
+        """,
+        {
+            "segment": segment_id,
+            "seed_list": seed_list["seed_list_id"],
+            "now": now,
+            "eligible": eligible,
+            "seed_devices": seed_devices,
+            "target": target,
+            "quality": quality,
+            "model": model,
+            "seconds": seconds,
+            **{k: outcome[k] for k in ("status", "reason", "size", "added", "removed", "churn")},
+        },
     ).fetchone()[0]
-    return {
-        "run_id": run_id,
-        "status": status,
-        "reason": reason,
-        "size": size,
-        "added": added,
-        "removed": removed,
-        "churn": churn,
-        "segment_size": members["size"],
-    }
+    return {"run_id": run_id, **outcome}
 
 
 # -- reading -------------------------------------------------------------------------

@@ -5,7 +5,9 @@ DuckDB streams the file (``read_csv`` over whole lines), so a 5 GB upload
 never sits in Python's memory. Each row is checked and normalised in the same
 SELECT that reads it: emails are trimmed, lower-cased and SHA-256 hashed
 there, so no table, log or message ever holds a raw address; refused rows
-keep only their line number and reason, never their text.
+keep only their line number and reason, never their text. (DuckDB's own
+rejects table holds the text of lines it cannot decode for the length of one
+upload, in memory; only their line numbers are read from it, and it is dropped.)
 
 Whole-file problems (missing, empty, a spreadsheet or UTF-16 big-endian file,
 nothing valid, the wrong ID type) raise :class:`DmpError` before anything is

@@ -34,9 +34,7 @@ def describe(store: Store, name: str, now: datetime | None = None) -> dict:
     ).fetchall()
     names = dict(con.execute("SELECT segment_id, name FROM segments").fetchall())
     overlaps = [
-        {"segment": names[o["b"] if o["a"] == sid else o["a"]], **o}
-        for o in overlap(con, now)
-        if sid in (o["a"], o["b"])
+        {"segment": names[o["b"] if o["a"] == sid else o["a"]], **o} for o in overlap(con, now, sid)
     ]
     return {
         **segment,
@@ -50,20 +48,27 @@ def describe(store: Store, name: str, now: datetime | None = None) -> dict:
     }
 
 
-def overlap(con: duckdb.DuckDBPyConnection, now: datetime) -> list[dict]:
-    """Shared members of every pair of segments, with each side's share."""
+def overlap(
+    con: duckdb.DuckDBPyConnection, now: datetime, segment_id: int | None = None
+) -> list[dict]:
+    """Shared members of every pair of segments (or of ``segment_id`` with each other one),
+    with each side's share."""
+    pairs = (
+        "a.segment_id < b.segment_id"
+        if segment_id is None
+        else ("a.segment_id = $segment AND b.segment_id <> $segment")
+    )
     rows = con.execute(
-        """
+        f"""
         WITH live AS (SELECT segment_id, id, id_type FROM segment_members WHERE expires_at > $now),
         sizes AS (SELECT segment_id, count(*) AS size FROM live GROUP BY 1)
         SELECT a.segment_id, b.segment_id, count(*) AS shared, sa.size, sb.size
-        FROM live a JOIN live b ON a.id = b.id AND a.id_type = b.id_type
-             AND a.segment_id < b.segment_id
+        FROM live a JOIN live b ON a.id = b.id AND a.id_type = b.id_type AND {pairs}
         JOIN sizes sa ON sa.segment_id = a.segment_id
         JOIN sizes sb ON sb.segment_id = b.segment_id
         GROUP BY ALL ORDER BY 1, 2
         """,
-        {"now": now},
+        {"now": now} | ({} if segment_id is None else {"segment": segment_id}),
     ).fetchall()
     return [
         {

@@ -1,8 +1,9 @@
 """The JSON API under /api, for schedulers outside the process (cron, Airflow).
 
 Every request needs ``Authorization: Bearer TOKEN``, the token being the value
-of the environment variable named by ``web.api_token_env``; when it is not set
-the API refuses everything rather than run open. Errors are JSON:
+of the environment variable named by ``web.api_token_env`` or an admin's or
+buyer's API token (`dmp tokens create`); with neither the API refuses
+everything rather than run open. Errors are JSON:
 ``{"error": {"code": ..., "message": ...}}``.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import hmac
 
-from flask import Blueprint, Response, current_app, jsonify, request, url_for
+from flask import Blueprint, Response, current_app, g, jsonify, request, url_for
 from werkzeug.exceptions import HTTPException
 
 from dmp.scheduler import Runner, ShuttingDown, UnknownJob
@@ -50,15 +51,28 @@ def _http_error(exc: HTTPException) -> Response | HTTPException:
 
 @bp.before_request
 def _authenticate() -> None:
+    """The environment's token, or an admin's or buyer's own API token (`dmp tokens
+    create`); with neither configured the API is off."""
+    from dmp.web.context import db
+    from dmp.web.users import any_tokens
+
+    if g.get("user") is not None:
+        if g.user["role"] in ("admin", "buyer") and g.via == "token":
+            return
+        raise ApiError(403, "forbidden", "the jobs API is for admin and buyer tokens")
     token = current_app.config["API_TOKEN"]
-    if not token:
+    if not token and not any_tokens(db()):
         env = current_app.config["API_TOKEN_ENV"]
         raise ApiError(
-            503, "api_disabled", f"the API is off: set {env} in the server's environment"
+            503,
+            "api_disabled",
+            f"the API is off: set {env} in the server's environment or create a user token",
         )
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(
-        given.strip().encode(), token.encode()
+    if (
+        not token
+        or scheme.lower() != "bearer"
+        or not hmac.compare_digest(given.strip().encode(), token.encode())
     ):
         raise ApiError(401, "unauthorized", "missing or wrong token: Authorization: Bearer TOKEN")
 

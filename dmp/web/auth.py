@@ -1,0 +1,106 @@
+"""Who is asking: log-in with a password (a signed session cookie that expires) or an
+API token (``Authorization: Bearer``); CSRF protection for every session-made change.
+"""
+
+from __future__ import annotations
+
+import functools
+import hmac
+import secrets
+import time
+from collections.abc import Callable
+
+from flask import (
+    Blueprint,
+    abort,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+
+from dmp.web import users
+from dmp.web.context import config, db
+
+bp = Blueprint("auth", __name__)
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+
+
+def csrf_token() -> str:
+    if "csrf" not in session:
+        session["csrf"] = secrets.token_urlsafe(32)
+    return session["csrf"]
+
+
+@bp.app_context_processor
+def _template_globals() -> dict:
+    return {"csrf_token": csrf_token, "user": g.get("user")}
+
+
+@bp.before_app_request
+def _identify() -> None:
+    """Sets ``g.user`` (or None) and ``g.via`` ('token' or 'session'); checks CSRF."""
+    g.user, g.via = None, None
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        g.user = users.user_for_token(db(), token.strip())
+        g.via = "token" if g.user else None
+    elif "user_id" in session:
+        age = time.time() - session.get("login_at", 0)
+        if age > config().get("web.session_minutes") * 60:
+            session.clear()
+        else:
+            g.user = users.get_user(db(), session["user_id"])
+            g.via = "session" if g.user else None
+    if request.method not in SAFE_METHODS and (
+        g.via == "session" or request.endpoint == "auth.login"
+    ):
+        given = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token", "")
+        if not given or not hmac.compare_digest(given, session.get("csrf", "")):
+            abort(400, "missing or stale CSRF token: reload the page and try again")
+
+
+def login_required(*roles: str) -> Callable:
+    """A page for logged-in users (of ``roles``, when given)."""
+
+    def decorate(view: Callable) -> Callable:
+        @functools.wraps(view)
+        def wrapped(**kwargs):
+            if g.user is None:
+                return redirect(url_for("auth.login", next=request.path))
+            if roles and g.user["role"] not in roles:
+                abort(403)
+            return view(**kwargs)
+
+        return wrapped
+
+    return decorate
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    if request.method == "POST":
+        user = users.authenticate(
+            db(), request.form.get("name", ""), request.form.get("password", "")
+        )
+        if user is None:
+            flash("Wrong name or password.")
+        else:
+            session.clear()
+            session.permanent = True
+            session.update(user_id=user["user_id"], login_at=time.time())
+            target = request.args.get("next", "")
+            # Only a local path: never an open redirect.
+            if not target.startswith("/") or target.startswith("//"):
+                target = url_for("pages.overview")
+            return redirect(target)
+    return render_template("login.html")
+
+
+@bp.post("/logout")
+def logout():
+    session.clear()
+    return redirect(url_for("auth.login"))

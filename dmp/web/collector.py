@@ -1,0 +1,170 @@
+"""The collector: live events in, never through DuckDB on the request path.
+
+- ``GET /px.gif``: a 1x1 GIF; the browser's ID is the first-party cookie (set
+  here when absent) or ``?id=&id_type=`` (an app or server-side caller);
+  ``url``, ``event``, ``country``, ``category``, ``keywords`` and the TCF string
+  (``gdpr_consent`` or ``consent``) come as query parameters.
+- ``POST /collect``: a batch of JSON lines in the canonical log columns.
+- ``GET /optout``: opts the browser's cookie out (recorded now) and keeps an
+  opt-out cookie, so nothing more is collected from it.
+- ``GET /sync/<partner>?partner_uid=X[&redirect=URL]``: cookie sync, matching
+  our cookie to the partner's ID through a spool the ingest job loads.
+
+A request carrying ``Sec-GPC: 1`` (Global Privacy Control) gets no new cookie,
+and its events are flagged ``gpc``, so they are never used for profiling.
+Every event is appended to a spool file (fsynced before the answer), which the
+ingest job loads like any other log.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import secrets
+import threading
+from urllib.parse import urlsplit
+
+from flask import Blueprint, Response, current_app, jsonify, make_response, redirect, request
+
+from dmp.clock import utcnow
+from dmp.identity.privacy import optout as record_optout
+from dmp.web.context import config, db
+from dmp.web.spool import Spool
+
+bp = Blueprint("collector", __name__)
+GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+OPTOUT_COOKIE = "dmp_optout"
+FIELDS = ("ts", "id", "id_type", "url", "event", "category", "keywords", "country", "consent")
+_PARTNER = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_PARTNER_ID = re.compile(r"^[!-~]{1,200}$")
+MAX_BATCH_LINES = 10_000
+_sync_lock = threading.Lock()
+
+
+def _gpc() -> bool:
+    return request.headers.get("Sec-GPC", "").strip() == "1"
+
+
+def _event(values: dict, gpc: bool) -> str:
+    """One spool line in the canonical log columns (validation happens at ingest)."""
+    line = {key: values.get(key) for key in FIELDS if values.get(key) not in (None, "")}
+    line.setdefault("ts", utcnow().isoformat(timespec="milliseconds") + "Z")
+    line.setdefault("event", "pageview")
+    line["gpc"] = 1 if gpc or str(values.get("gpc", "0")) in {"1", "true"} else 0
+    return json.dumps(line, separators=(",", ":"))
+
+
+def _no_store(response: Response) -> Response:
+    response.headers["Cache-Control"] = "no-store, max-age=0"
+    return response
+
+
+def _gif() -> Response:
+    return _no_store(Response(GIF, mimetype="image/gif"))
+
+
+@bp.get("/px.gif")
+def pixel() -> Response:
+    if request.cookies.get(OPTOUT_COOKIE):
+        return _gif()
+    cookie_name = config().get("web.cookie_name")
+    args = request.args
+    given, new_cookie = args.get("id"), None
+    if given:
+        values = {**args, "id_type": args.get("id_type", "cookie")}
+    else:
+        cookie = request.cookies.get(cookie_name)
+        if cookie is None and not _gpc():
+            cookie = new_cookie = secrets.token_hex(16)
+        if cookie is None:  # GPC and no ID of ours: nothing to record
+            return _gif()
+        values = {**args, "id": cookie, "id_type": "cookie"}
+    values["url"] = args.get("url") or request.referrer
+    values["consent"] = args.get("gdpr_consent") or args.get("consent")
+    current_app.extensions["dmp.spool"].append([_event(values, _gpc())])
+    response = _gif()
+    if new_cookie:
+        response.set_cookie(
+            cookie_name,
+            new_cookie,
+            max_age=config().get("web.cookie_days") * 86400,
+            httponly=True,
+            samesite="Lax",
+            secure=request.is_secure,
+        )
+    return response
+
+
+@bp.post("/collect")
+def collect() -> Response:
+    """A server-side tag's batch: one JSON object per line, each with at least ``id``."""
+    lines, bad = [], []
+    text = request.get_data(as_text=True)
+    for number, raw in enumerate(text.splitlines(), 1):
+        if not raw.strip():
+            continue
+        try:
+            item = json.loads(raw)
+        except json.JSONDecodeError:
+            bad.append({"line": number, "reason": "not JSON"})
+            continue
+        if not isinstance(item, dict) or not item.get("id"):
+            bad.append({"line": number, "reason": "not an object with an id"})
+            continue
+        lines.append(_event(item, _gpc()))
+    if len(lines) + len(bad) > MAX_BATCH_LINES:
+        response = jsonify(error={"code": "too_large", "message": "at most 10000 lines a batch"})
+        return response, 413
+    current_app.extensions["dmp.spool"].append(lines)
+    return jsonify(accepted=len(lines), rejected=bad), 200 if lines or not bad else 400
+
+
+@bp.get("/optout")
+def optout() -> Response:
+    """Opt this browser out: its cookie's data goes now, and it is never collected again."""
+    cookie = request.cookies.get(config().get("web.cookie_name"))
+    recorded = False
+    if cookie:
+        summary = record_optout(db(), [cookie], id_type="cookie", source="http")
+        recorded = summary["new_optouts"] >= 0
+    response = make_response(
+        "<!doctype html><title>Opted out</title><p>You are opted out: this browser's "
+        "data was deleted and nothing more will be collected from it.</p>"
+    )
+    response.set_cookie(OPTOUT_COOKIE, "1", max_age=5 * 365 * 86400, httponly=True, samesite="Lax")
+    response.delete_cookie(config().get("web.cookie_name"))
+    response.headers["X-Dmp-Optout"] = "recorded" if recorded else "cookie-only"
+    return _no_store(response)
+
+
+@bp.get("/sync/<partner>")
+def cookie_sync(partner: str) -> Response:
+    """Partner redirects here with its user ID: store ``our cookie,partner ID``."""
+    cookie = request.cookies.get(config().get("web.cookie_name"))
+    partner_uid = request.args.get("partner_uid", "")
+    ok = (
+        _PARTNER.match(partner)
+        and _PARTNER_ID.match(partner_uid)
+        and cookie
+        and not _gpc()
+        and not request.cookies.get(OPTOUT_COOKIE)
+        and "," not in partner_uid + cookie
+    )
+    if ok:
+        _partner_spool(partner).append([f"{cookie},{partner_uid}"])
+    target = request.args.get("redirect", "")
+    allowed = {h.strip() for h in config().get("web.cookie_sync_hosts").split(",") if h.strip()}
+    parts = urlsplit(target)
+    if target and parts.scheme == "https" and parts.hostname in allowed:
+        return _no_store(redirect(target, 302))
+    return _gif()
+
+
+def _partner_spool(partner: str) -> Spool:
+    spools = current_app.extensions["dmp.sync_spools"]
+    with _sync_lock:
+        if partner not in spools:
+            base = Spool.for_config(config(), "idsync")
+            spools[partner] = Spool(base.folder / partner, ".csv", base.max_bytes, base.max_seconds)
+        return spools[partner]
