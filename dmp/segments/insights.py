@@ -10,9 +10,19 @@ from dmp.clock import utcnow
 from dmp.segments.registry import require_segment
 from dmp.store import Store
 
+# Members of a large segment whose profiles are read for its top categories
+# (an estimate, scaled to the segment's size): keeps the segment page fast.
+TOP_SAMPLE = 20_000
 
-def describe(store: Store, name: str, now: datetime | None = None) -> dict:
-    """Definition, size trend, top categories and overlaps of one segment."""
+
+def describe(
+    store: Store, name: str, now: datetime | None = None, pairs: list[dict] | None = None
+) -> dict:
+    """Definition, size trend, top categories and overlaps of one segment.
+
+    ``pairs`` is ``overlap()`` of all segments, when the caller has it already
+    (the segment page draws them all as a heat map).
+    """
     now = now or utcnow()
     segment = require_segment(store, name)
     con = store.con
@@ -21,29 +31,35 @@ def describe(store: Store, name: str, now: datetime | None = None) -> dict:
         "SELECT day, size FROM segment_sizes WHERE segment_id = ? AND day >= ? ORDER BY day",
         [sid, (now - timedelta(days=90)).date()],
     ).fetchall()
+    size = con.execute(
+        "SELECT count(*) FROM segment_members WHERE segment_id = ? AND expires_at > ?",
+        [sid, now],
+    ).fetchone()[0]
     top = con.execute(
-        """
+        f"""
+        WITH sampled AS (
+            SELECT id, id_type FROM segment_members WHERE segment_id = $sid AND expires_at > $now
+            USING SAMPLE reservoir({TOP_SAMPLE} ROWS) REPEATABLE (42))
         SELECT p.category_id, t.name, count(*) AS members
-        FROM segment_members m
+        FROM sampled m
         JOIN profiles p ON p.id = m.id AND p.id_type = m.id_type
         LEFT JOIN taxonomy t ON t.taxonomy = 'content' AND t.id = p.category_id
-        WHERE m.segment_id = ? AND m.expires_at > ?
         GROUP BY ALL ORDER BY members DESC, p.category_id LIMIT 10
         """,
-        [sid, now],
+        {"sid": sid, "now": now},
     ).fetchall()
+    scale = size / min(size, TOP_SAMPLE) if size else 1
     names = dict(con.execute("SELECT segment_id, name FROM segments").fetchall())
     overlaps = [
-        {"segment": names[o["b"] if o["a"] == sid else o["a"]], **o} for o in overlap(con, now, sid)
+        {"segment": names[o["b"] if o["a"] == sid else o["a"]], **o}
+        for o in (overlap(con, now, sid) if pairs is None else pairs)
+        if sid in (o["a"], o["b"])
     ]
     return {
         **segment,
-        "size": con.execute(
-            "SELECT count(*) FROM segment_members WHERE segment_id = ? AND expires_at > ?",
-            [sid, now],
-        ).fetchone()[0],
+        "size": size,
         "trend": [{"day": day.isoformat(), "size": size} for day, size in trend],
-        "top_categories": [{"id": c, "name": n, "members": m} for c, n, m in top],
+        "top_categories": [{"id": c, "name": n, "members": round(m * scale)} for c, n, m in top],
         "overlap": overlaps,
     }
 

@@ -110,22 +110,24 @@ def new_segment():
 @refusals
 def segment(name: str):
     store = db()
-    described = insights.describe(store, name)
-    names = [s["name"] for s in registry.list_segments(store)]
+    pairs = insights.overlap(store.con, utcnow())
+    described = insights.describe(store, name, pairs=pairs)
+    segments = registry.list_segments(store)
     return render_template(
         "segment.html",
         segment=described,
         destinations=queries.linked_destinations(store, described["segment_id"]),
         all_destinations=[d["name"] for d in dest_lib.list_destinations(store)],
-        heat=_heat(store, names),
+        heat=_heat(segments, pairs),
     )
 
 
-def _heat(store, names: list[str]) -> dict:
+def _heat(segments: list[dict], pairs: list[dict]) -> dict:
     """Share of row segment's members also in the column segment, for the heat map."""
-    ids = {s["segment_id"]: s["name"] for s in registry.list_segments(store)}
+    ids = {s["segment_id"]: s["name"] for s in segments}
+    names = [s["name"] for s in segments]
     cells = []
-    for pair in insights.overlap(store.con, utcnow()):
+    for pair in pairs:
         a, b = ids.get(pair["a"]), ids.get(pair["b"])
         if a and b:
             cells.append([a, b, pair["share_of_a"]])
