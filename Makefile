@@ -1,5 +1,6 @@
 # Two commands for a fresh machine with Python 3.11+ and make:
-#   make run    venv + install, init the DuckDB file, load the sample data, run the pipeline
+#   make run    venv + install, init the DuckDB file, load the sample data, run the pipeline,
+#               start the dashboard
 #   make test   venv + install, lint, the whole test suite
 PYTHON ?= python3
 VENV ?= .venv
@@ -18,11 +19,14 @@ run: $(VENV)/.installed
 	$(DMP) segments apply sample_data/segments
 	$(DMP) segments list
 	$(DMP) status
-	@echo
-	@echo "Dashboard: create a first user, then start the server (it holds the database):"
-	@echo "  export DMP_HOME=$(DMP_HOME)"
-	@echo "  $(DMP) users add admin --role admin"
-	@echo "  $(DMP) serve    # http://127.0.0.1:8080/ ; Ctrl-C stops it"
+	@# A first dashboard user on a fresh instance, with a random password shown once.
+	@if [ "$$($(DMP) users list --json)" = "[]" ]; then \
+	    pw=$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(12))'); \
+	    echo "$$pw" | $(DMP) users add admin --role admin --password-stdin >/dev/null; \
+	    echo; echo "Dashboard log-in: admin / $$pw  (shown once; add users with dmp users add)"; \
+	fi
+	@echo "Dashboard at http://127.0.0.1:8080/ (it holds the database; Ctrl-C stops it)"
+	$(DMP) serve
 
 test: $(VENV)/.installed lint
 	$(VENV)/bin/pytest
