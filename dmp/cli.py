@@ -972,11 +972,24 @@ def _describe_run(run: dict, full_error: bool) -> str:
         f"{run['started_at']}  {took}"
     )
     if run["result"]:
-        line += "  " + ", ".join(f"{k} {v}" for k, v in run["result"].items())
+        line += "  " + ", ".join(
+            f"{k} {_brief(v)}" for k, v in run["result"].items() if _brief(v) is not None
+        )
     if run["error"]:
         error = run["error"].rstrip() if full_error else run["error"].rstrip().rsplit("\n", 1)[-1]
         line += "\n" + textwrap.indent(error, "    ")
     return line
+
+
+def _brief(value):
+    """A result value short enough for one line: lists become counts, nested detail
+    is left to --json and `dmp jobs`."""
+    if isinstance(value, list):
+        return len(value)
+    if isinstance(value, dict):
+        flat = {k: v for k, v in value.items() if not isinstance(v, list | dict)}
+        return flat or None
+    return value
 
 
 def _log_to_stderr(level: int) -> None:
