@@ -38,9 +38,19 @@ class Context:
             self._config = load_config(self.home, self.overrides)
         return self._config
 
-    def store(self, read_only: bool = False):
+    def store(self, read_only: bool = False, create: bool = False):
+        """The instance database. Opening one that does not exist creates it (that is
+        `dmp init`'s job, ``create``); anyone else says so on stderr, so a mistyped
+        --home or DMP_HOME does not pass for an empty instance."""
         from dmp.store import open_store
 
+        path = self.config.path("store.database")
+        if not create and not path.exists():
+            click.echo(
+                f"note: no database at {path}; creating a new instance "
+                "(check --home / DMP_HOME if you expected one)",
+                err=True,
+            )
         return open_store(self.config, read_only=read_only)
 
 
@@ -92,7 +102,7 @@ def init(ctx: Context, as_json: bool) -> None:
     """Create the instance folders and database, and apply migrations."""
     config = ctx.config
     config.path("ingest.landing").mkdir(parents=True, exist_ok=True)
-    with ctx.store() as store:
+    with ctx.store(create=True) as store:
         info = {
             "home": str(config.home),
             "database": str(store.path),
@@ -310,12 +320,17 @@ ids_file_option = click.option(
 
 
 def _report_ids(summary: dict, as_json: bool, done: str) -> None:
-    """Print an ID-list command's outcome; each refused line gets its number and reason."""
+    """Print an ID-list command's outcome; each refused line gets its number and reason.
+    Exits 1 when no ID was valid, so scripts notice."""
     if as_json:
         emit_json(summary)
+        if not summary["valid"]:
+            sys.exit(1)
         return
     _echo_invalid(summary["invalid"])
     click.echo(f"{summary['valid']:,} of {summary['given']:,} IDs valid; {done}")
+    if not summary["valid"]:
+        raise DmpError("no valid ID given: nothing was done")
 
 
 def _echo_invalid(invalid: list[dict]) -> None:
@@ -421,11 +436,22 @@ def explain(ctx: Context, value: str, id_type: str | None, as_json: bool) -> Non
         info = explain_id(store, ctx.config, value, id_type)
     if as_json:
         emit_json(info)
-        return
-    for key, value_ in info.items():
-        if isinstance(value_, dict | list):
-            value_ = json.dumps(value_, default=str) if value_ else "none"
-        click.echo(f"{key.replace('_', ' '):<14} {value_}")
+    else:
+        _echo_explained(info)
+    if not info["valid"]:
+        sys.exit(1)
+
+
+def _echo_explained(info: dict) -> None:
+    """One line per fact; nested facts as compact JSON."""
+    for key, value in info.items():
+        if isinstance(value, dict | list):
+            value = json.dumps(value, default=str) if value else "none"
+        elif value is None:
+            value = "-"
+        elif isinstance(value, bool):
+            value = "yes" if value else "no"
+        click.echo(f"{key.replace('_', ' '):<14} {value}")
 
 
 # --- Interests and segments: taxonomy, segments ------------------------------------
@@ -452,7 +478,8 @@ rule_option = click.option("--rule", "rule_text", required=True, help="JSON rule
 @json_option
 @pass_ctx
 def taxonomy(ctx: Context, parent: str | None, audience: bool, as_json: bool) -> None:
-    """Browse the IAB taxonomies: the children of PARENT (an ID), with device counts."""
+    """Browse the IAB taxonomies: the children of PARENT (an ID, name or path), with device
+    counts."""
     from dmp.interests.taxonomy import browse, ensure
 
     with ctx.store() as store:

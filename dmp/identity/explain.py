@@ -25,7 +25,8 @@ def explain(
     con = store.con
     ids = load_ids(con, [value], id_type=id_type, table="explain_id")
     if not ids.valid:
-        return {"id": value, "valid": False, "reason": ids.invalid[0]["reason"]}
+        reason = ids.invalid[0]["reason"] if ids.invalid else "no ID given"
+        return {"id": value, "valid": False, "reason": reason}
     id_, kind = con.execute("SELECT id, id_type FROM explain_id").fetchone()
     con.execute("DROP TABLE explain_id")
     params = {"id": id_, "type": kind}

@@ -99,6 +99,20 @@ def _flag_sensitive(store: Store, config: Config) -> None:
     )
 
 
+def _node_id(store: Store, taxonomy: str, key: str) -> str:
+    row = store.con.execute(
+        """
+        SELECT id FROM taxonomy WHERE taxonomy = $taxonomy
+          AND (id = $key OR lower(name) = lower($key) OR lower(path) = lower($key))
+        ORDER BY id <> $key, depth LIMIT 1
+        """,
+        {"taxonomy": taxonomy, "key": key},
+    ).fetchone()
+    if row is None:
+        raise DmpError(f"no {taxonomy} category {key!r} (give an ID, a name or a path)")
+    return row[0]
+
+
 def descendants_sql() -> str:
     """A SELECT of the content category ``$category`` (an ID or an exact name, any
     case) and every category below it."""
@@ -123,8 +137,10 @@ def resolve_category(store: Store, category: str) -> list[str]:
 
 
 def browse(store: Store, taxonomy: str = "content", parent: str | None = None) -> list[dict]:
-    """Children of ``parent`` (top level when None), with how many devices hold each
-    branch in their profile."""
+    """Children of ``parent`` (an ID, name or path; top level when None), with how many
+    devices hold each branch in their profile."""
+    if parent is not None:
+        parent = _node_id(store, taxonomy, parent)
     rows = store.con.execute(
         """
         SELECT t.id, t.name, t.path, t.sensitive,

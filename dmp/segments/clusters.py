@@ -229,5 +229,5 @@ def _cluster_segment(con, key: int, label: str, now: datetime) -> int:
         update_definition(con, row[0], definition, description=label, now=now)
         return row[0]
     return create_segment(
-        con, f"Cluster {key}: {label}", "cluster", definition, description=label, now=now
+        con, f"Cluster {key:02d}: {label}", "cluster", definition, description=label, now=now
     )

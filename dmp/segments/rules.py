@@ -76,7 +76,8 @@ class _Compiler:
         kinds = (EVENT_LEAVES | {"frequency", "recency", "id_type", "segment"}) & set(rule)
         if len(kinds) != 1:
             known = "all, any, not, category, event, domain, country, frequency, recency, "
-            raise RuleError(f"{where}: expected exactly one of {known}id_type, segment")
+            got = ", ".join(sorted(rule)) if isinstance(rule, dict) else type(rule).__name__
+            raise RuleError(f"{where}: expected exactly one of {known}id_type, segment; got {got}")
         kind = kinds.pop()
         if kind in EVENT_LEAVES:
             return self.event_leaf(kind, rule, where)
