@@ -1,6 +1,6 @@
 """Scheduled jobs: one thin module per job, each a ``run(store, config, now)`` that
 calls into ``dmp`` and returns a JSON-ready summary. ``JOBS`` lists them in
-pipeline order; more arrive with their stages. Every run goes through
+pipeline order. Every run goes through
 ``dmp.scheduler.Runner``, which records the summary (a ``warnings`` list is
 welcome) in ``job_runs``; ``config/schedule.toml`` says when each job runs.
 """
