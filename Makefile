@@ -17,6 +17,11 @@ run: $(VENV)/.installed
 	$(DMP) ingest sample_data/logs/*
 	$(DMP) run all
 	$(DMP) segments apply sample_data/segments
+	@# A demo agency's seed list and its lookalike (made once).
+	$(DMP) seeds upload sample_data/seeds/car_site_visitors_cookie.csv --name car-site-visitors \
+	    --agency demo --id-type cookie --replace
+	@$(DMP) lookalike list --agency demo --json | grep -q '"car-lookalike"' || \
+	    $(DMP) lookalike create car-lookalike --seed car-site-visitors --agency demo --reach 5%
 	$(DMP) segments list
 	$(DMP) status
 	@# A first dashboard user on a fresh instance, with a random password shown once.

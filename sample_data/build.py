@@ -58,6 +58,13 @@ def main() -> None:
     copy_events(con, adserver, HERE / "logs" / "adserver_export.csv", "csv")
     write_seed_lists(con, HERE / "seeds")
     write_category_rules(con, HERE / "categories.toml")
+    # A site-visitor list big enough to model: the cookies of the car intenders
+    # (the converters lists are realistic but too small for a lookalike).
+    con.execute(
+        f"""COPY (SELECT id AS cookie_id FROM world_devices
+                  WHERE persona = 'auto_intenders' AND id_type = 'cookie' ORDER BY id)
+            TO '{HERE / "seeds" / "car_site_visitors_cookie.csv"}' (HEADER)"""
+    )
     con.execute(
         f"""COPY (SELECT id, id_type, persona, propensity, converted, hem, linked_maid
                   FROM world_devices ORDER BY id) TO '{HERE / "truth" / "devices.csv"}' (HEADER)"""
