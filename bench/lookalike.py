@@ -33,6 +33,8 @@ from pathlib import Path
 import numpy as np
 from ingest import OUT, make_csv, run, world_parser
 
+from dmp.lookalike.model import candidate_ranks
+
 REACHES = (0.01, 0.02, 0.05, 0.1, 0.2)
 WORK = OUT / "lookalike_run"
 
@@ -187,12 +189,7 @@ def measure(scores: np.ndarray, train: np.ndarray, test: np.ndarray, propensity:
     """Held-out hits at each reach, the hits a random audience would expect, and the
     expected lift of the audience from the truth."""
     n = len(scores)
-    candidate = np.ones(n, dtype=bool)
-    candidate[train] = False
-    order = np.flatnonzero(candidate)
-    order = order[np.argsort(-scores[order], kind="stable")]
-    rank = np.empty(n, dtype=np.int64)
-    rank[order] = np.arange(len(order))
+    order, rank = candidate_ranks(scores, train)
     base = propensity[order].mean()
     hits, random_hits, expected = [], [], []
     for reach in REACHES:

@@ -136,6 +136,19 @@ class LookalikeModel(BaseEstimator):
         return w * z[:, 0] + (1 - w) * z[:, 1]
 
 
+def candidate_ranks(scores: np.ndarray, train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every device but the training seeds, best score first (``order``), and each
+    device's place in that order (``rank``; training seeds keep rank 0 but are never
+    looked up)."""
+    candidate = np.ones(len(scores), dtype=bool)
+    candidate[train] = False
+    order = np.flatnonzero(candidate)
+    order = order[np.argsort(-scores[order], kind="stable")]
+    rank = np.zeros(len(scores), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    return order, rank
+
+
 def quality_report(
     scores: np.ndarray, train: np.ndarray, test: np.ndarray, reaches=REACHES
 ) -> dict:
@@ -147,12 +160,7 @@ def quality_report(
     the candidates). AUC: held-out seeds against every other candidate.
     """
     n = len(scores)
-    candidate = np.ones(n, dtype=bool)
-    candidate[train] = False
-    order = np.flatnonzero(candidate)
-    order = order[np.argsort(-scores[order], kind="stable")]
-    rank = np.empty(n, dtype=np.int64)
-    rank[order] = np.arange(len(order))
+    order, rank = candidate_ranks(scores, train)
     held = rank[test]
     at = []
     for reach in reaches:
