@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 import duckdb
 
 from dmp.clock import utcnow
+from dmp.segments.membership import current_size
 from dmp.segments.registry import require_segment
 from dmp.store import Store
 
@@ -31,10 +32,7 @@ def describe(
         "SELECT day, size FROM segment_sizes WHERE segment_id = ? AND day >= ? ORDER BY day",
         [sid, (now - timedelta(days=90)).date()],
     ).fetchall()
-    size = con.execute(
-        "SELECT count(*) FROM segment_members WHERE segment_id = ? AND expires_at > ?",
-        [sid, now],
-    ).fetchone()[0]
+    size = current_size(con, sid, now)
     top = con.execute(
         f"""
         WITH sampled AS (

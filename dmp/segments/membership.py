@@ -55,12 +55,17 @@ def apply_members(
     return {"added": added, "kept": kept, "left": left, "size": size}
 
 
-def record_size(con: duckdb.DuckDBPyConnection, segment_id: int, now: datetime) -> int:
-    """Today's size, for the trend chart (the last refresh of a day wins)."""
-    size = con.execute(
+def current_size(con: duckdb.DuckDBPyConnection, segment_id: int, now: datetime) -> int:
+    """Members whose membership has not run out at ``now``."""
+    return con.execute(
         "SELECT count(*) FROM segment_members WHERE segment_id = ? AND expires_at > ?",
         [segment_id, now],
     ).fetchone()[0]
+
+
+def record_size(con: duckdb.DuckDBPyConnection, segment_id: int, now: datetime) -> int:
+    """Today's size, for the trend chart (the last refresh of a day wins)."""
+    size = current_size(con, segment_id, now)
     con.execute(
         """
         INSERT INTO segment_sizes VALUES (?, ?, ?)

@@ -142,17 +142,14 @@ def export_members(store: Store, name: str, out: Path, now: datetime | None = No
     """CSV ``id,id_type``, one current member a row (any segment kind)."""
     segment = require_segment(store, name)
     out.parent.mkdir(parents=True, exist_ok=True)
-    store.con.execute(
+    # COPY answers with the number of rows it wrote: the members exported.
+    return store.con.execute(
         f"""
         COPY (SELECT id, id_type FROM segment_members
               WHERE segment_id = $segment AND expires_at > $now ORDER BY id_type, id)
         TO '{str(out).replace("'", "''")}' (HEADER, DELIMITER ',')
         """,
         {"segment": segment["segment_id"], "now": now or utcnow()},
-    )
-    return store.con.execute(
-        "SELECT count(*) FROM segment_members WHERE segment_id = ? AND expires_at > ?",
-        [segment["segment_id"], now or utcnow()],
     ).fetchone()[0]
 
 
