@@ -8,6 +8,8 @@ must not keep); every other reason sends the row to quarantine.
 
 from __future__ import annotations
 
+from dmp.ingest.readers import CANONICAL
+
 REASONS = (
     "blank_line",
     "malformed_row",
@@ -33,8 +35,6 @@ SKIP_REASONS = frozenset({"blank_line"})
 MAID_TYPES = ("maid", "idfa", "gaid", "aaid")
 ZERO_MAID = "00000000-0000-0000-0000-000000000000"
 _UUID = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
-_TEXT_FIELDS = ("ts", "id", "id_type", "url", "event", "category", "keywords", "country",
-                "consent", "gpc", "hem", "maid", "cookie")  # fmt: skip
 _OTHER_FIELDS = ("url", "event", "category", "keywords", "country", "consent", "gpc")
 
 
@@ -115,7 +115,7 @@ def staged_sql(source_sql: str, raw_expr: str) -> str:
         "CASE " + " ".join(f"WHEN {reasons[name]} THEN '{name}'" for name in REASONS) + " END"
     )
     maid_types = ", ".join(f"'{t}'" for t in MAID_TYPES)
-    cleaned = ", ".join(f"{_text(name)} AS {name}" for name in _TEXT_FIELDS)
+    cleaned = ", ".join(f"{_text(name)} AS {name}" for name in CANONICAL)
     return f"""
     WITH src AS ({source_sql}),
     cleaned AS (SELECT * REPLACE ({cleaned}) FROM src),
