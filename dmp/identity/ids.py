@@ -103,7 +103,11 @@ def load_ids(
 
 
 def read_lines(con: duckdb.DuckDBPyConnection, values: list[str] | None, path: Path | None):
-    """One row per line with its number; a header line naming the columns is skipped."""
+    """One row per line with its number; a header line naming the columns is skipped.
+
+    One reader thread, so ``row_number()`` follows the file (with parallel
+    reading its order is not guaranteed); ID lists are small.
+    """
     if path is not None:
         if not path.is_file():
             raise DmpError(f"{path}: no such file")
@@ -113,7 +117,7 @@ def read_lines(con: duckdb.DuckDBPyConnection, values: list[str] | None, path: P
                 CREATE OR REPLACE TEMP TABLE raw_lines AS
                 SELECT row_number() OVER () AS line, raw FROM read_csv(
                     ?, header = false, auto_detect = false, delim = chr(31), quote = '',
-                    escape = '', columns = {'raw': 'VARCHAR'})
+                    escape = '', columns = {'raw': 'VARCHAR'}, parallel = false)
                 """,
                 [str(path)],
             )
