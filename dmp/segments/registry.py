@@ -13,9 +13,9 @@ from dmp.store import Store
 
 KINDS = ("rule", "cluster", "lookalike")
 DEFAULT_TTL_DAYS = 30
-_COLUMNS = (
-    "segment_id, name, kind, definition, description, agency, ttl_days, created_at, updated_at"
-)
+_KEYS = ("segment_id", "name", "kind", "definition", "description", "agency", "ttl_days",
+         "created_at", "updated_at")  # fmt: skip
+_COLUMNS = ", ".join(_KEYS)
 
 
 def _con(store_or_con: Store | duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
@@ -107,7 +107,7 @@ def list_segments(store: Store, kind: str | None = None, now: datetime | None = 
     """Every segment with its current size (unexpired members)."""
     rows = store.con.execute(
         f"""
-        SELECT {", ".join("s." + c.strip() for c in _COLUMNS.split(","))},
+        SELECT {", ".join("s." + c for c in _KEYS)},
                (SELECT count(*) FROM segment_members m
                 WHERE m.segment_id = s.segment_id AND m.expires_at > ?) AS size
         FROM segments s WHERE ? IS NULL OR s.kind = ? ORDER BY s.kind, s.name
@@ -124,8 +124,7 @@ def delete_segment(store: Store, segment_id: int) -> None:
 
 
 def _as_dict(row: tuple) -> dict:
-    keys = [c.strip() for c in _COLUMNS.split(",")]
-    data = dict(zip(keys, row, strict=True))
+    data = dict(zip(_KEYS, row, strict=True))
     data["definition"] = json.loads(data["definition"]) if data["definition"] else None
     data["created_at"], data["updated_at"] = iso(data["created_at"]), iso(data["updated_at"])
     return data
