@@ -349,6 +349,19 @@ def test_breaker_opens_after_consecutive_failures_and_stops_sending():
     assert len(failed) == 2 and connector.breaker_reason.startswith("circuit open after 2")
 
 
+def test_a_failure_while_recording_stops_the_batches_still_queued():
+    def record(result):
+        raise RuntimeError("disk full")
+
+    connector = make(TradeDesk, max_batch_items=1)
+    with responses.RequestsMock() as rsps:
+        rsps.post(f"{BASE}/data/advertiser", json={})
+        with pytest.raises(RuntimeError, match="disk full"):
+            connector.deliver("add", "sports", maids(20), 20, Stats(), record)
+        # the batch whose result could not be kept, and at most the ones queued behind it
+        assert 1 <= len(rsps.calls) <= 1 + TradeDesk.QUEUED_BATCHES
+
+
 def test_fatal_answer_opens_the_breaker_at_once():
     connector = make(TradeDesk)
     with responses.RequestsMock() as rsps:

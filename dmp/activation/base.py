@@ -8,7 +8,7 @@ token-bucket rate limit, retries with exponential backoff and full jitter that
 honour ``Retry-After``, splitting a batch the platform calls too large (413),
 one credential refresh on 401, per-item error accounting, a circuit breaker and
 dry-run. Requests go out on a worker thread, one at a time, while the caller's thread
-encodes the next batch and records the last. Sleep, clocks and randomness are
+encodes the next batches and records the finished ones. Sleep, clocks and randomness are
 injected, so tests never wait.
 """
 
@@ -18,10 +18,11 @@ import dataclasses
 import logging
 import os
 import random
+import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -184,6 +185,7 @@ class Connector:
     # What a link's external ID names on the platform; without one, the segment's name.
     external_id_help: ClassVar[str] = "the platform's name for the segment"
     needs_external_id: ClassVar[bool] = False
+    QUEUED_BATCHES: ClassVar[int] = 2  # encoded batches waiting for the sender, at most
 
     def __init__(
         self,
@@ -269,11 +271,12 @@ class Connector:
         """Send ``items`` in batches within the platform's count and byte limits and hand
         each batch's result to ``record`` as soon as it is known, so it is kept at once.
 
-        A batch is sent on a worker thread while this one records the previous result and
-        reads and encodes the next batch, so the network wait overlaps that work. One
-        batch is in flight at a time: results are recorded in order, on this thread, and
-        ``stats`` is touched here only while the worker is idle. Stops once the circuit
-        breaker opens."""
+        Batches go out one at a time, in order, on a worker thread, while this thread
+        reads and encodes the next ones and records the finished ones; up to
+        ``QUEUED_BATCHES`` wait their turn, so a slow record (a database checkpoint)
+        does not leave the network idle. ``stats`` is only touched on the worker, and
+        results are recorded in order, on this thread. Stops once the circuit breaker
+        opens: batches still queued then are not sent."""
         caps = self.capabilities
         max_items = min(caps.max_items, self.options.max_batch_items or caps.max_items)
         upload = _Upload(op, target, int(self.rand() * 2**53), total, stats)
@@ -285,47 +288,43 @@ class Connector:
         invalid: list[Item] = []
         size = 0
         encode = self.encoder(op, target)
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dmp-send") as sender:
-            in_flight = None
+        with _Pipeline(record, self.QUEUED_BATCHES) as pipeline:
             for item in items:
                 text = encode(item)
                 if text is None:
                     invalid.append(item)
                     continue
                 if batch and (len(batch) >= max_items or size + len(text) + 1 > limit):
-                    done = in_flight.result() if in_flight else []
-                    done += self._refuse(invalid, stats)
-                    if not self.breaker_open:
-                        in_flight = sender.submit(self._send, upload, batch, encoded, False)
-                    for result in done:
-                        record(result)
+                    if invalid:
+                        pipeline.submit(self._refuse, invalid, stats)
+                        invalid = []
+                    pipeline.submit(self._send, upload, batch, encoded, False)
                     if self.breaker_open:
-                        return
+                        break
                     batch, encoded, size = [], [], 0
                 batch.append(item)
                 encoded.append(text)
                 size += len(text) + 1
-            done = in_flight.result() if in_flight else []
-        done += self._refuse(invalid, stats)
-        if batch and not self.breaker_open:
-            done += self._send(upload, batch, encoded, True)
-        for result in done:
-            record(result)
+            else:
+                if invalid:
+                    pipeline.submit(self._refuse, invalid, stats)
+                if batch:
+                    pipeline.submit(self._send, upload, batch, encoded, True)
+            pipeline.collect(0)
 
     def _refuse(self, invalid: list[Item], stats: Stats) -> list[BatchResult]:
         """IDs the platform cannot take: refused here, counted, never sent."""
-        if not invalid:
-            return []
         reason = "invalid ID for this platform"
         stats.errors[reason] += len(invalid)
-        refused = BatchResult([], rejected=[(item, reason) for item in invalid])
-        invalid.clear()
-        return [refused]
+        return [BatchResult([], rejected=[(item, reason) for item in invalid])]
 
     def _send(
         self, upload: _Upload, items: list[Item], encoded: list[str], last: bool
     ) -> list[BatchResult]:
-        """One batch, split in halves while the platform says it is too large."""
+        """One batch, split in halves while the platform says it is too large; nothing
+        once the circuit breaker is open."""
+        if self.breaker_open:
+            return []
         self._seq += 1
         stats = upload.stats
         batch = Batch(upload.upload_id, self._seq, last, upload.total)
@@ -439,6 +438,46 @@ class Connector:
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
         return max(0.0, (when - self.wall()).total_seconds())
+
+
+class _Pipeline:
+    """Runs batches on one worker thread, in order, with up to ``depth`` waiting, and hands
+    their results to ``record`` on the caller's thread, in order. Once anything fails, on
+    either thread, the batches still waiting are dropped unsent, as a crash would leave
+    them: the next sync sends them again."""
+
+    def __init__(self, record: Callable[[BatchResult], None], depth: int):
+        self.record, self.depth = record, depth
+        self.pending: deque[Future] = deque()
+        self.stopped = threading.Event()
+        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dmp-send")
+
+    def __enter__(self) -> _Pipeline:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: Any) -> None:
+        if exc_type:
+            self.stopped.set()
+        self.worker.shutdown(wait=True)
+
+    def submit(self, work: Callable[..., list[BatchResult]], *args: Any) -> None:
+        self.pending.append(self.worker.submit(self._run, work, args))
+        self.collect(self.depth)
+
+    def collect(self, depth: int) -> None:
+        """Record the finished batches, waiting for the oldest while over ``depth`` wait."""
+        while self.pending and (len(self.pending) > depth or self.pending[0].done()):
+            for result in self.pending.popleft().result():
+                self.record(result)
+
+    def _run(self, work: Callable[..., list[BatchResult]], args: tuple) -> list[BatchResult]:
+        if self.stopped.is_set():
+            return []
+        try:
+            return work(*args)
+        except BaseException:
+            self.stopped.set()
+            raise
 
 
 def parse_options(cls: type[Options], kind: str, raw: Mapping[str, Any]) -> Options:

@@ -38,10 +38,12 @@ from dmp.errors import DmpError
 from dmp.store import Store
 
 # The members a platform may hold (pid NULL: no ID it takes), computed once per sync of a
-# segment into a temp table of the sync's own cursor, which every later query reads.
+# segment into a temp table of the sync's own cursor, which every later query reads. One
+# row per member: devices, a segment's members and a partner's matches are each kept
+# unique on the keys joined here.
 _ELIGIBLE = """
 CREATE OR REPLACE TEMP TABLE eligible AS
-SELECT DISTINCT m.id, m.id_type,
+SELECT m.id, m.id_type,
        CASE WHEN m.id_type = 'cookie' AND $via_partner THEN p.partner_id ELSE m.id END AS pid
 FROM segment_members m
 JOIN devices d ON d.id = m.id AND d.id_type = m.id_type
