@@ -31,8 +31,8 @@ def test_csv_loads_and_normalises(store, config, write):
     path = write(
         "web.csv",
         HEADER
-        + f"2026-11-19T10:00:00+02:00,{IDFA},idfa,https://WWW.Cars.example/a?b=1,,1|30,us,1,{HEM.upper()},\n"
-        + "2026-11-19 09:00:00,ck1,cookie,http://news.example:8080/x,Click,,GB,0,,"
+        + f"2026-11-19T10:00:00+02:00,{IDFA},idfa,https://WWW.Cars.example/a?b=1,,1| 30|,us,1,{HEM.upper()},\n"
+        + "2026-11-19 09:00:00,ck1,cookie,http://news.example:8080/x,Click,7|8,GB,0,,"
         + GAID.replace("-", "").upper()
         + "\n"
         + "1795082400,ck1,cookie,,pageview,,,,,\n"
@@ -48,7 +48,8 @@ def test_csv_loads_and_normalises(store, config, write):
     assert events == [
         (datetime(2026, 11, 19, 8, 0), IDFA.lower(), "maid", "pageview", "cars.example",
          ["1", "30"], "US", True),
-        (datetime(2026, 11, 19, 9, 0), "ck1", "cookie", "click", "news.example", None, "GB", False),
+        (datetime(2026, 11, 19, 9, 0), "ck1", "cookie", "click", "news.example", ["7", "8"], "GB",
+         False),
         (datetime(2026, 11, 19, 10, 0), "ck1", "cookie", "pageview", None, None, None, None),
         (datetime(2026, 11, 19, 10, 0, 0, 123000), "ck2", "cookie", "pageview", None, None, None,
          None),
@@ -70,6 +71,7 @@ BAD_ROWS = [
     ("bad_id", "2026-11-19T10:00:00Z,has space,cookie,,,,,,,"),
     ("bad_timestamp", "last tuesday,ck1,cookie,,,,,,,"),
     ("bad_timestamp", ",ck1,cookie,,,,,,,"),
+    ("bad_timestamp", "2026-11-19T10:00:00 Europe/ParisZ,ck1,cookie,,,,,,,"),
     ("future_timestamp", "2026-11-20T13:30:00Z,ck1,cookie,,,,,,,"),
     ("old_timestamp", "1999-12-31T23:59:59Z,ck1,cookie,,,,,,,"),
     ("bad_hem", "2026-11-19T10:00:00Z,ck1,cookie,,,,,,nothex,"),

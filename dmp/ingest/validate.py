@@ -39,13 +39,14 @@ _OTHER_FIELDS = ("url", "event", "category", "keywords", "country", "consent", "
 
 
 def _text(col: str) -> str:
-    """The field without surrounding whitespace, NULL when blank.
+    """The field without surrounding spaces, NULL when blank.
 
-    Trimming copies every string, and most fields have nothing to trim, so
-    only values that start or end with whitespace (or are empty) pay for it.
+    Trimming copies every string, and most fields have nothing to trim, so only
+    values that start or end with a space (the only character ``trim`` removes)
+    or are empty pay for it; prefix and suffix tests read a byte each.
     """
     return (
-        f"CASE WHEN ord({col}) <= 32 OR ord({col}[-1]) <= 32 "
+        f"CASE WHEN {col} = '' OR starts_with({col}, ' ') OR ends_with({col}, ' ') "
         f"THEN nullif(trim({col}), '') ELSE {col} END"
     )
 
@@ -68,12 +69,15 @@ def cookie_sql(col: str) -> str:
 
 
 def _after_scheme(url: str) -> str:
-    """The URL from its authority on, capped at a host's maximum length."""
+    """The URL from its authority on, capped at a host's maximum length.
+
+    ``substring`` rather than slice syntax throughout: it costs a third as much.
+    """
     start = (
         f"CASE WHEN strpos({url}, '://') > 0 THEN strpos({url}, '://') + 3 "
         f"WHEN starts_with({url}, '//') THEN 3 ELSE 1 END"
     )
-    return f"{url}[{start}:{start} + 300]"
+    return f"substring({url}, {start}, 300)"
 
 
 def _authority(rest: str) -> str:
@@ -83,7 +87,32 @@ def _authority(rest: str) -> str:
     ``split_part`` over the whole URL costs more than reading the file.
     """
     ends = ", ".join(f"coalesce(nullif(strpos({rest}, '{c}'), 0), 999)" for c in "/?#")
-    return f"lower({rest}[:least({ends}) - 1])"
+    return f"lower(substring({rest}, 1, least({ends}) - 1))"
+
+
+def _timestamp(col: str) -> str:
+    """ISO 8601 text with any UTC offset, as UTC; NULL when it is not one.
+
+    The common ``...Z`` form takes the plain cast, at half the cost. It must not
+    see a zone name: the plain cast ignores one after a space.
+    """
+    return (
+        f"CASE WHEN ends_with({col}, 'Z') AND NOT contains({col}, ' ') "
+        f"THEN TRY_CAST({col} AS TIMESTAMP) ELSE TRY_CAST({col} AS TIMESTAMPTZ)::TIMESTAMP END"
+    )
+
+
+def _categories(col: str) -> str:
+    """``a|b|c`` as a list, parts trimmed, empty parts dropped; only lists that have
+    spaces or empty parts pay for the lambdas."""
+    messy = " OR ".join(
+        [f"contains({col}, ' ')", f"contains({col}, '||')"]
+        + [f"{test}({col}, '|')" for test in ("starts_with", "ends_with")]
+    )
+    return (
+        f"CASE WHEN {messy} THEN nullif(list_filter(list_transform(string_split({col}, '|'), "
+        f"lambda c: trim(c)), lambda c: c <> ''), []) ELSE string_split({col}, '|') END"
+    )
 
 
 def staged_sql(source_sql: str, raw_expr: str) -> str:
@@ -124,7 +153,7 @@ def staged_sql(source_sql: str, raw_expr: str) -> str:
             CASE WHEN id_type = 'cookie' THEN 'cookie'
                  WHEN lower(id_type) IN ({maid_types}) THEN 'maid'
                  WHEN lower(id_type) = 'cookie' THEN 'cookie' END AS n_id_type,
-            TRY_CAST(ts AS TIMESTAMPTZ)::TIMESTAMP AS ts_text,
+            {_timestamp("ts")} AS ts_text,
             {_after_scheme("url")} AS url_rest
         FROM cleaned
     ),
@@ -163,10 +192,9 @@ def staged_sql(source_sql: str, raw_expr: str) -> str:
         n_id_type AS id_type,
         coalesce(lower(event), 'pageview') AS event,
         url,
-        nullif(CASE WHEN starts_with(host, 'www.') THEN host[5:] ELSE host END, '') AS domain,
-        CASE WHEN category IS NOT NULL THEN
-            nullif(list_filter(list_transform(string_split(category, '|'), lambda c: trim(c)),
-                lambda c: c <> ''), []) END AS categories,
+        nullif(CASE WHEN starts_with(host, 'www.') THEN substring(host, 5) ELSE host END, '')
+            AS domain,
+        {_categories("category")} AS categories,
         keywords,
         n_country AS country,
         consent,
