@@ -2,8 +2,8 @@
 
 Every format ends up as the same shape: one VARCHAR column per canonical
 field (NULL when the file lacks it), the file's own columns as ``f0..fN`` (to
-rebuild a bad record's text), and the flags ``malformed`` and ``blank``.
-Records come out in file order; the staging table's ``rowid`` is the position.
+rebuild a bad record's text and find its line), and the flags ``malformed``
+and ``blank``.
 Whole-file problems (broken gzip, not UTF-8, a header without the required
 columns) raise :class:`RejectedFile` before anything is loaded.
 """
@@ -193,10 +193,16 @@ class Source:
     name: str
     sql: str  # canonical columns, file columns f0..fN, malformed, blank
     raw_expr: str  # the record's text, from f0..fN; evaluated only for bad rows
+    columns: int  # how many of the file's own columns, f0..fN, the SELECT carries
     fmt: str
     line_offset: int  # header lines before the first record
     has_rejects: bool  # CSV structural rejects land in REJECTS_TABLE
     ignored_columns: list[str]
+
+    @property
+    def key_expr(self) -> str:
+        """A hash of the record's own fields, to find a staged record's place in the file."""
+        return "hash(" + ", ".join(f"f{i}" for i in range(self.columns)) + ")"
 
 
 def _select_canonical(mapping: Mapping[str, str], layout: Layout, expr) -> str:
@@ -251,7 +257,7 @@ def _csv_source(path: Path, fmt: str, gzipped: bool, layout: Layout) -> Source:
     select = _select_canonical(mapping, layout, _ident)
     sql = f"SELECT {select}, {originals}, false AS malformed, false AS blank FROM {reader}"
     ignored = [h for h in headers if h not in mapping.values()]
-    return Source(path.name, sql, raw, fmt, 1, True, ignored)
+    return Source(path.name, sql, raw, len(headers), fmt, 1, True, ignored)
 
 
 def _jsonl_source(path: Path, gzipped: bool, layout: Layout) -> Source:
@@ -284,7 +290,7 @@ def _jsonl_source(path: Path, gzipped: bool, layout: Layout) -> Source:
         f"FROM (SELECT line AS f0, {parsed} AS j FROM {reader})"
     )
     ignored = [k for k in keys if k not in mapping.values()]
-    return Source(path.name, sql, "f0", "jsonl", 0, True, ignored)
+    return Source(path.name, sql, "f0", 1, "jsonl", 0, True, ignored)
 
 
 def _parquet_source(
@@ -309,7 +315,7 @@ def _parquet_source(
     raw = "to_json({" + ", ".join(f"{_sql_str(h)}: f{i}" for i, h in enumerate(headers)) + "})"
     sql = f"SELECT {select}, {originals}, false AS malformed, false AS blank FROM {reader}"
     ignored = [h for h in headers if h not in mapping.values()]
-    return Source(path.name, sql, f"{raw}::VARCHAR", "parquet", 0, False, ignored)
+    return Source(path.name, sql, f"{raw}::VARCHAR", len(headers), "parquet", 0, False, ignored)
 
 
 def _first_sentence(exc: Exception) -> str:
