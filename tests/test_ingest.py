@@ -111,6 +111,31 @@ def test_every_bad_row_class_is_quarantined_with_line_and_reason(store, config, 
     assert stored[-1][1:] == ("malformed_row", "2026-11-19T10:00:00Z,ck9")
 
 
+@pytest.mark.parametrize("quoted", [False, True], ids=["by-line-text", "by-record-fields"])
+def test_line_numbers_count_blank_malformed_and_repeated_lines(store, config, write, quoted):
+    """Staging reads in no particular order; lines are found by a second read, by the
+    line's text, or by the record's fields where quoting makes the text differ."""
+    bad = '"soon",ck2,cookie,"https://a.example/x,y"' if quoted else "soon,ck2,cookie,"
+    lines = [
+        "2026-11-19T10:00:00Z,ck1,cookie,",  # 2
+        "2026-11-19T10:00:00Z,ck1",  # 3: malformed, refused by the reader
+        bad,  # 4
+        "",  # 5
+        bad,  # 6: the same record again
+        "2026-11-19T10:00:00Z,ck3,fax,",  # 7
+    ]
+    path = write("lines.csv", "ts,id,id_type,url\n" + "\n".join(lines) + "\n")
+    [result] = ingest(store, config, path)
+    assert result.quarantined == 4
+    found = rows(store, "SELECT line, reason FROM quarantine ORDER BY line")
+    assert found == [
+        (3, "malformed_row"),
+        (4, "bad_timestamp"),
+        (6, "bad_timestamp"),
+        (7, "bad_id_type"),
+    ]
+
+
 def test_limited_ad_tracking_maid_is_dropped_and_counted_not_quarantined(store, config, write):
     zero = "00000000-0000-0000-0000-000000000000"
     path = write("lat.csv", HEADER + f"2026-11-19T10:00:00Z,{zero},idfa,,,,,,,\n")

@@ -9,7 +9,7 @@ whole and records it as rejected.
 
 Staging does not keep the file's order (keeping it costs a fifth of the pass):
 a bad row's line number is found afterwards, only when there are bad rows, by
-its fields' hash in a narrow second read that does keep it.
+a narrow second read that does keep it (``_locate_bad_rows``).
 """
 
 from __future__ import annotations
@@ -172,10 +172,10 @@ def ingest_file(
             _stage(con, source, limits)
         _drop_opted_out(con)
         _count(con, result)
-        _read_line_keys(con, source)
+        _locate_bad_rows(con, source)
         with store.transaction():
             file_id = con.execute("SELECT nextval('file_id_seq')").fetchone()[0]
-            _quarantine(con, source, file_id, str(path), limits.now)
+            _quarantine(con, file_id, str(path), limits.now)
             _load(con, result, file_id)
             _record(con, result, file_id, sha256, size, started)
     except RejectedFile as exc:
@@ -196,7 +196,7 @@ def _already_loaded(store: Store, sha256: str) -> bool:
 def _stage(con: duckdb.DuckDBPyConnection, source: readers.Source, limits: Limits) -> None:
     """Read, normalise and check the whole file in one pass into a temp table, in any
     order (see the module docstring)."""
-    select = staged_sql(source.sql, source.raw_expr, source.key_expr)
+    select = staged_sql(source.sql, source.raw_expr, source.record_key)
     con.execute("SET preserve_insertion_order = false")
     try:
         con.execute(
@@ -267,52 +267,83 @@ def _count(con: duckdb.DuckDBPyConnection, result: FileResult) -> None:
     result.quarantined = sum(reasons.values()) - result.dropped
 
 
-def _read_line_keys(con: duckdb.DuckDBPyConnection, source: readers.Source) -> None:
-    """When rows are to be quarantined, read the file again, in order and only its
-    records' hashes, so that the rowid of ``line_keys`` is a record's position. Before
-    the transaction: rowids of tables made inside one do not start at 0."""
-    if con.execute(f"SELECT count(*) FROM staged WHERE {_TO_QUARANTINE}").fetchone()[0]:
+def _locate_bad_rows(con: duckdb.DuckDBPyConnection, source: readers.Source) -> None:
+    """``bad_lines``: the file line of each staged row to quarantine.
+
+    Staging read the file in no particular order, so this reads it again, in order,
+    only when there are such rows. A CSV's lines are read whole first and matched to
+    a row by the hash of their text (cheap: no fields are parsed); where that cannot
+    place every row (quoted fields), and for other formats, each record's fields are
+    read and matched by their hash. The n-th of identical rows gets the n-th place.
+    Runs before the transaction: tables made inside one number rows from far above 0."""
+    count = con.execute(f"SELECT count(*) FROM staged WHERE {_TO_QUARANTINE}").fetchone()[0]
+    if not count:
+        con.execute("CREATE OR REPLACE TEMP TABLE bad_lines (staged_row BIGINT, line BIGINT)")
+        return
+    params = {"offset": source.line_offset}
+    skipped = "SELECT line FROM rejected_lines"  # lines that hold no staged record
+    if source.lines_sql:
         con.execute(
-            f"CREATE OR REPLACE TEMP TABLE line_keys AS "
-            f"SELECT {source.key_expr} AS line_key FROM ({source.sql})"
+            "CREATE OR REPLACE TEMP TABLE file_lines AS "
+            f"SELECT hash(line) AS key, coalesce(line, '') = '' AS blank FROM ({source.lines_sql})"
         )
-    else:
-        con.execute("CREATE OR REPLACE TEMP TABLE line_keys (line_key UBIGINT)")
+        places = (
+            "SELECT rowid + 1 AS line, key FROM file_lines WHERE rowid >= $offset AND NOT blank "
+            "AND rowid + 1 NOT IN (SELECT line FROM rejected_lines)"
+        )
+        _match(con, "hash(raw)", places, params)
+        if not con.execute("SELECT count(*) FROM bad_lines WHERE line IS NULL").fetchone()[0]:
+            return
+        skipped += " UNION ALL SELECT rowid + 1 FROM file_lines WHERE blank AND rowid >= $offset"
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE file_records AS "
+        f"SELECT {source.record_key} AS key FROM ({source.sql})"
+    )
+    # Record n sits on line n + 1 + offset, shifted by each skipped line before it.
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE skipped_lines AS "
+        f"SELECT line - $offset - row_number() OVER (ORDER BY line) AS before FROM ({skipped})",
+        params,
+    )
+    places = (
+        "SELECT rowid + 1 + $offset + (SELECT count(*) FROM skipped_lines s "
+        "WHERE s.before <= file_records.rowid) AS line, key FROM file_records"
+    )
+    _match(con, "record_key", places, params)
 
 
-def _quarantine(
-    con: duckdb.DuckDBPyConnection, source: readers.Source, file_id: int, file: str, now: datetime
-) -> None:
-    """Keep every bad row with its real line number.
-
-    A bad row is matched to its place in the file by its fields' hash (the n-th
-    of identical records to the n-th place); records the reader skipped as
-    malformed shift the lines of the rest."""
+def _match(con: duckdb.DuckDBPyConnection, staged_key: str, places: str, params: dict) -> None:
+    """Pair each bad staged row with a (line, key) of ``places`` with the same key."""
     con.execute(
         f"""
-        INSERT INTO quarantine
+        CREATE OR REPLACE TEMP TABLE bad_lines AS
         WITH bad AS (
-            SELECT reason, raw, line_key,
-                   row_number() OVER (PARTITION BY line_key ORDER BY reason, raw) AS nth
+            SELECT rowid AS staged_row, {staged_key} AS key,
+                   row_number() OVER (PARTITION BY key ORDER BY rowid) AS nth
             FROM staged WHERE {_TO_QUARANTINE}
         ),
-        places AS (
-            SELECT rowid AS place, line_key,
-                   row_number() OVER (PARTITION BY line_key ORDER BY rowid) AS nth
-            FROM line_keys WHERE line_key IN (SELECT line_key FROM bad)
-        ),
-        skipped AS (
-            SELECT line - $offset - row_number() OVER (ORDER BY line) AS before_row
-            FROM rejected_lines
+        candidates AS (
+            SELECT line, key, row_number() OVER (PARTITION BY key ORDER BY line) AS nth
+            FROM ({places}) WHERE key IN (SELECT key FROM bad)
         )
-        SELECT $file_id, $file,
-               place + 1 + $offset + (SELECT count(*) FROM skipped WHERE before_row <= place),
-               reason, raw, $now
-        FROM bad JOIN places USING (line_key, nth)
+        SELECT staged_row, line FROM bad LEFT JOIN candidates USING (key, nth)
+        """,
+        params,
+    )
+
+
+def _quarantine(con: duckdb.DuckDBPyConnection, file_id: int, file: str, now: datetime) -> None:
+    """Keep every bad row with its line number (``_locate_bad_rows``), and every
+    record the reader refused."""
+    con.execute(
+        """
+        INSERT INTO quarantine
+        SELECT $file_id, $file, b.line, s.reason, s.raw, $now
+        FROM staged s JOIN bad_lines b ON s.rowid = b.staged_row
         UNION ALL
         SELECT $file_id, $file, line, 'malformed_row', raw, $now FROM rejected_lines
         """,
-        {"file_id": file_id, "file": file, "offset": source.line_offset, "now": now},
+        {"file_id": file_id, "file": file, "now": now},
     )
 
 
@@ -477,7 +508,10 @@ def _reject(
 def _drop_scratch(con: duckdb.DuckDBPyConnection) -> None:
     for table in (
         "staged",
-        "line_keys",
+        "file_lines",
+        "file_records",
+        "skipped_lines",
+        "bad_lines",
         "fresh",
         "fresh_devices",
         "rejected_lines",

@@ -198,9 +198,10 @@ class Source:
     line_offset: int  # header lines before the first record
     has_rejects: bool  # CSV structural rejects land in REJECTS_TABLE
     ignored_columns: list[str]
+    lines_sql: str | None = None  # a CSV's lines whole, header included (see loader)
 
     @property
-    def key_expr(self) -> str:
+    def record_key(self) -> str:
         """A hash of the record's own fields, to find a staged record's place in the file."""
         return "hash(" + ", ".join(f"f{i}" for i in range(self.columns)) + ")"
 
@@ -257,7 +258,24 @@ def _csv_source(path: Path, fmt: str, gzipped: bool, layout: Layout) -> Source:
     select = _select_canonical(mapping, layout, _ident)
     sql = f"SELECT {select}, {originals}, false AS malformed, false AS blank FROM {reader}"
     ignored = [h for h in headers if h not in mapping.values()]
-    return Source(path.name, sql, raw, len(headers), fmt, 1, True, ignored)
+    lines = f"SELECT line FROM {_lines_reader(path, gzipped, rejects=False)}"
+    return Source(path.name, sql, raw, len(headers), fmt, 1, True, ignored, lines)
+
+
+def _lines_reader(path: Path, gzipped: bool, rejects: bool) -> str:
+    """read_csv of the file's lines whole, as one column ``line``, in file order: no
+    quoting, and a delimiter (the unit separator) that never occurs in text files."""
+    store = (
+        f"store_rejects = true, rejects_table = '{REJECTS_TABLE}', "
+        f"rejects_scan = '{REJECTS_SCAN_TABLE}'"
+        if rejects
+        else "store_rejects = false"
+    )
+    return (
+        f"read_csv({_sql_str(str(path))}, header = false, auto_detect = false, "
+        f"delim = chr(31), quote = '', escape = '', columns = {{'line': 'VARCHAR'}}, "
+        f"compression = {_sql_str('gzip' if gzipped else 'none')}, {store})"
+    )
 
 
 def _jsonl_source(path: Path, gzipped: bool, layout: Layout) -> Source:
@@ -271,15 +289,7 @@ def _jsonl_source(path: Path, gzipped: bool, layout: Layout) -> Source:
     keys = list(record)
     mapping = _map_headers(path, keys, layout)
     schema = json.dumps({header: "VARCHAR" for header in mapping.values()})
-    # Lines are read whole (unit separator never occurs in valid JSON text), so
-    # every record keeps its exact line number and raw text.
-    reader = (
-        f"read_csv({_sql_str(str(path))}, header = false, auto_detect = false, "
-        f"delim = chr(31), quote = '', escape = '', columns = {{'line': 'VARCHAR'}}, "
-        f"compression = {_sql_str('gzip' if gzipped else 'none')}, "
-        f"store_rejects = true, rejects_table = '{REJECTS_TABLE}', "
-        f"rejects_scan = '{REJECTS_SCAN_TABLE}')"
-    )
+    reader = _lines_reader(path, gzipped, rejects=True)
     parsed = (
         "CASE WHEN json_valid(line) AND json_type(line) = 'OBJECT' "
         f"THEN json_transform(line, {_sql_str(schema)}) END"

@@ -115,9 +115,9 @@ def _categories(col: str) -> str:
     )
 
 
-def staged_sql(source_sql: str, raw_expr: str, key_expr: str) -> str:
+def staged_sql(source_sql: str, raw_expr: str, record_key: str) -> str:
     """The SELECT that turns a reader's canonical text columns into typed, checked rows.
-    Bad rows keep their text (``raw``) and a hash of their fields (``line_key``).
+    Bad rows keep their text (``raw``) and a hash of their fields (``record_key``).
 
     Parameters: ``$latest`` (now + allowed clock skew), ``$earliest``,
     ``$max_id`` and ``$max_field`` (lengths in bytes).
@@ -188,7 +188,7 @@ def staged_sql(source_sql: str, raw_expr: str, key_expr: str) -> str:
     SELECT
         reason,
         CASE WHEN reason IS NOT NULL AND reason <> 'blank_line' THEN {raw_expr} END AS raw,
-        CASE WHEN reason IS NOT NULL AND reason <> 'blank_line' THEN {key_expr} END AS line_key,
+        CASE WHEN reason IS NOT NULL AND reason <> 'blank_line' THEN {record_key} END AS record_key,
         n_ts AS ts,
         n_id AS id,
         n_id_type AS id_type,
