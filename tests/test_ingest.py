@@ -31,7 +31,8 @@ def test_csv_loads_and_normalises(store, config, write):
     path = write(
         "web.csv",
         HEADER
-        + f"2026-11-19T10:00:00+02:00,{IDFA},idfa,https://WWW.Cars.example/a?b=1,,1| 30|,us,1,{HEM.upper()},\n"
+        + f"2026-11-19T10:00:00+02:00,{IDFA},idfa,https://WWW.Cars.example/a?b=1,"
+        + f",1| 30|,us,1,{HEM.upper()},\n"
         + "2026-11-19 09:00:00,ck1,cookie,http://news.example:8080/x,Click,7|8,GB,0,,"
         + GAID.replace("-", "").upper()
         + "\n"
