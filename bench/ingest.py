@@ -1,13 +1,16 @@
 """Ingest throughput: `dmp ingest` against raw DuckDB on the same CSV, in one run.
 
     python bench/ingest.py [--events 10000000] [--devices 1000000] [--repeat 1]
+                           [--bad-rows N]
 
 Generates the CSV once (cached under bench/out/), then times, in fresh
 subprocesses and fresh database files:
   raw  CREATE TABLE events AS SELECT * FROM read_csv(FILE)   (DuckDB alone)
   dmp  dmp ingest FILE                                       (validate, dedupe, devices)
 and prints events/s for each, the ratio dmp/raw (target >= 0.5) and each
-process's peak memory (target <= 3 GB).
+process's peak memory (target <= 3 GB). With --bad-rows N it also times dmp on a
+copy with N bad rows spread through it (one in ten quoted), which makes ingest
+read the file a second time to find their line numbers.
 """
 
 from __future__ import annotations
@@ -65,6 +68,29 @@ def make_csv(events: int, devices: int) -> Path:
     return path
 
 
+def with_bad_rows(csv: Path, count: int) -> Path:
+    """A copy of ``csv`` with ``count`` bad timestamps spread through it (cached)."""
+    path = csv.with_name(f"{csv.stem}_bad{count}.csv")
+    if path.exists():
+        return path
+    with csv.open("rb") as src:
+        total = sum(1 for _ in src) - 1
+    every = max(1, total // count)
+    columns = csv.open().readline().count(",") + 1
+    tmp = path.with_suffix(".part")
+    with csv.open("rb") as src, tmp.open("wb") as dst:
+        dst.write(next(src))
+        for i, line in enumerate(src):
+            n = i // every
+            if i % every == 0 and n < count:
+                ts = f'"not a time {n}"' if n % 10 == 0 else f"not-a-time-{n}"
+                bad = [ts, f"ckbad{n}", "cookie", "https://bad.example/"]
+                dst.write((",".join(bad + [""] * (columns - len(bad))) + "\n").encode())
+            dst.write(line)
+    tmp.rename(path)
+    return path
+
+
 def world_parser(doc: str) -> argparse.ArgumentParser:
     """The options every benchmark over the cached world shares."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
@@ -77,8 +103,10 @@ def main() -> None:
     parser = world_parser(__doc__)
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--memory-limit", default="3GB")
+    parser.add_argument("--bad-rows", type=int, default=0)
     args = parser.parse_args()
     csv = make_csv(args.events, args.devices)
+    dirty = with_bad_rows(csv, args.bad_rows) if args.bad_rows else None
     size_mb = csv.stat().st_size / 1e6
     work = OUT / "ingest_run"
     rows = []
@@ -112,6 +140,14 @@ def main() -> None:
         f"peak memory dmp {max(r[4] for r in rows):,.0f} MB (target <= 3,072 MB); "
         f"loaded {best[5]:,} events"
     )
+    if dirty:
+        env["DMP_HOME"] = str(work / "home_dirty")
+        bad_s, bad_mb, out = run([sys.executable, "-m", "dmp", "ingest", "--json", str(dirty)], env)
+        report = json.loads(out)[0]
+        print(
+            f"with {args.bad_rows:,} bad rows: dmp {bad_s:.2f} s, {bad_mb:,.0f} MB, "
+            f"{report['quarantined']:,} quarantined; ratio {best[1] / bad_s:.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -112,10 +112,10 @@ def test_every_bad_row_class_is_quarantined_with_line_and_reason(store, config, 
     assert stored[-1][1:] == ("malformed_row", "2026-11-19T10:00:00Z,ck9")
 
 
-@pytest.mark.parametrize("quoted", [False, True], ids=["by-line-text", "by-record-fields"])
+@pytest.mark.parametrize("quoted", [False, True], ids=["plain", "quoted"])
 def test_line_numbers_count_blank_malformed_and_repeated_lines(store, config, write, quoted):
-    """Staging reads in no particular order; lines are found by a second read, by the
-    line's text, or by the record's fields where quoting makes the text differ."""
+    """Staging reads in no particular order; lines are found by a second read of the
+    lines whole, matched by their text without quotes."""
     bad = '"soon",ck2,cookie,"https://a.example/x,y"' if quoted else "soon,ck2,cookie,"
     lines = [
         "2026-11-19T10:00:00Z,ck1,cookie,",  # 2
@@ -134,6 +134,23 @@ def test_line_numbers_count_blank_malformed_and_repeated_lines(store, config, wr
         (4, "bad_timestamp"),
         (6, "bad_timestamp"),
         (7, "bad_id_type"),
+    ]
+
+
+def test_line_numbers_of_a_record_over_two_lines_come_from_its_fields(store, config, write):
+    lines = [
+        "2026-11-19T10:00:00Z,ck1,cookie,",  # 2
+        "2026-11-19T10:00:00Z,ck1",  # 3: malformed, refused by the reader
+        "",  # 4
+        '"soon",ck2,cookie,"https://a.example/x',  # 5: a record over two lines,
+        'y"',  # which no line's text matches
+    ]
+    path = write("multiline.csv", "ts,id,id_type,url\n" + "\n".join(lines) + "\n")
+    [result] = ingest(store, config, path)
+    found = rows(store, "SELECT line, reason, raw FROM quarantine ORDER BY line")
+    assert found == [
+        (3, "malformed_row", "2026-11-19T10:00:00Z,ck1"),
+        (5, "bad_timestamp", "soon,ck2,cookie,https://a.example/x\ny"),
     ]
 
 
@@ -270,7 +287,7 @@ def test_failure_mid_load_rolls_back_the_whole_file(store, config, write, snapsh
     ingest(store, config, write("good.csv", HEADER + "2026-11-19T10:00:00Z,ck0,cookie,,,,,,,\n"))
     before = snapshot(store)
 
-    def explode(con, file_id):
+    def explode(*args):
         raise RuntimeError("disk on fire")
 
     monkeypatch.setattr(ingest_loader, "_merge_devices", explode)

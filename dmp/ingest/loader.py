@@ -271,11 +271,12 @@ def _locate_bad_rows(con: duckdb.DuckDBPyConnection, source: readers.Source) -> 
     """``bad_lines``: the file line of each staged row to quarantine.
 
     Staging read the file in no particular order, so this reads it again, in order,
-    only when there are such rows. A CSV's lines are read whole first and matched to
-    a row by the hash of their text (cheap: no fields are parsed); where that cannot
-    place every row (quoted fields), and for other formats, each record's fields are
-    read and matched by their hash. The n-th of identical rows gets the n-th place.
-    Runs before the transaction: tables made inside one number rows from far above 0."""
+    only when there are such rows. A CSV's lines are read whole first (cheap: no
+    fields are parsed) and matched to rows by their text without quote characters,
+    which a line and the record on it share. Other formats, and rows the lines cannot
+    place (a record over several lines), are matched by a hash of the record's fields
+    in a read of the records. Runs before the transaction: tables made inside one
+    number their rows from far above 0."""
     count = con.execute(f"SELECT count(*) FROM staged WHERE {_TO_QUARANTINE}").fetchone()[0]
     if not count:
         con.execute("CREATE OR REPLACE TEMP TABLE bad_lines (staged_row BIGINT, line BIGINT)")
@@ -283,15 +284,17 @@ def _locate_bad_rows(con: duckdb.DuckDBPyConnection, source: readers.Source) -> 
     params = {"offset": source.line_offset}
     skipped = "SELECT line FROM rejected_lines"  # lines that hold no staged record
     if source.lines_sql:
+        unquoted = "hash(replace({}, '\"', ''))"
         con.execute(
             "CREATE OR REPLACE TEMP TABLE file_lines AS "
-            f"SELECT hash(line) AS key, coalesce(line, '') = '' AS blank FROM ({source.lines_sql})"
+            f"SELECT {unquoted.format('line')} AS key, coalesce(line, '') = '' AS blank "
+            f"FROM ({source.lines_sql})"
         )
         places = (
             "SELECT rowid + 1 AS line, key FROM file_lines WHERE rowid >= $offset AND NOT blank "
             "AND rowid + 1 NOT IN (SELECT line FROM rejected_lines)"
         )
-        _match(con, "hash(raw)", places, params)
+        _match(con, unquoted.format("raw"), places, params)
         if not con.execute("SELECT count(*) FROM bad_lines WHERE line IS NULL").fetchone()[0]:
             return
         skipped += " UNION ALL SELECT rowid + 1 FROM file_lines WHERE blank AND rowid >= $offset"
@@ -313,20 +316,29 @@ def _locate_bad_rows(con: duckdb.DuckDBPyConnection, source: readers.Source) -> 
 
 
 def _match(con: duckdb.DuckDBPyConnection, staged_key: str, places: str, params: dict) -> None:
-    """Pair each bad staged row with a (line, key) of ``places`` with the same key."""
+    """Pair the bad staged rows with the (line, key) ``places`` of the same key, the
+    n-th row with the n-th place. A key is trusted only where it has as many places
+    as rows and the rows fail the same check, so that any pairing gives the same
+    quarantine records; elsewhere ``line`` stays NULL."""
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE bad_lines AS
         WITH bad AS (
             SELECT rowid AS staged_row, {staged_key} AS key,
-                   row_number() OVER (PARTITION BY key ORDER BY rowid) AS nth
+                   row_number() OVER k AS nth, count(*) OVER k AS rows,
+                   min(reason) OVER k = max(reason) OVER k AS alike
             FROM staged WHERE {_TO_QUARANTINE}
+            WINDOW k AS (PARTITION BY key ORDER BY rowid
+                         ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
         ),
         candidates AS (
-            SELECT line, key, row_number() OVER (PARTITION BY key ORDER BY line) AS nth
+            SELECT line, key, row_number() OVER k AS nth, count(*) OVER k AS places
             FROM ({places}) WHERE key IN (SELECT key FROM bad)
+            WINDOW k AS (PARTITION BY key ORDER BY line
+                         ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
         )
-        SELECT staged_row, line FROM bad LEFT JOIN candidates USING (key, nth)
+        SELECT staged_row, CASE WHEN places = rows AND alike THEN line END AS line
+        FROM bad LEFT JOIN candidates USING (key, nth)
         """,
         params,
     )
@@ -385,18 +397,23 @@ def _load(con: duckdb.DuckDBPyConnection, result: FileResult, file_id: int) -> N
         {"file_id": file_id, **({"low": low, "high": high} if overlap else {})},
     ).fetchone()[0]
     result.duplicates = rows - result.loaded
-    result.new_devices, result.updated_devices = _merge_devices(con, file_id)
+    result.new_devices, result.updated_devices = _merge_devices(con, file_id, result.duplicates)
     _merge_links(con)
 
 
-def _merge_devices(con: duckdb.DuckDBPyConnection, file_id: int) -> tuple[int, int]:
+def _merge_devices(
+    con: duckdb.DuckDBPyConnection, file_id: int, duplicates: int
+) -> tuple[int, int]:
+    """Fold the file's events into ``devices``: from the staged rows (the cheaper read),
+    or from the events stored when de-duplication left some of them out."""
+    source = "events WHERE file_id = $file_id" if duplicates else "staged WHERE reason IS NULL"
     con.execute(
-        """
+        f"""
         CREATE OR REPLACE TEMP TABLE fresh_devices AS
         SELECT id, id_type, min(ts) AS first_seen, max(ts) AS last_seen, count(*) AS events
-        FROM events WHERE file_id = $file_id GROUP BY id, id_type
+        FROM {source} GROUP BY id, id_type
         """,
-        {"file_id": file_id},
+        {"file_id": file_id} if duplicates else {},
     )
     new, updated = con.execute(
         """
