@@ -281,6 +281,14 @@ def _locate_bad_rows(con: duckdb.DuckDBPyConnection, source: readers.Source) -> 
     if not count:
         con.execute("CREATE OR REPLACE TEMP TABLE bad_lines (staged_row BIGINT, line BIGINT)")
         return
+    try:
+        _find_lines(con, source)
+    finally:  # the second read is large: give its memory back before the load
+        con.execute("DROP TABLE IF EXISTS file_lines; DROP TABLE IF EXISTS file_records")
+
+
+def _find_lines(con: duckdb.DuckDBPyConnection, source: readers.Source) -> None:
+    """The reads of ``_locate_bad_rows``, the cheap one first."""
     params = {"offset": source.line_offset}
     skipped = "SELECT line FROM rejected_lines"  # lines that hold no staged record
     if source.lines_sql:
@@ -525,8 +533,6 @@ def _reject(
 def _drop_scratch(con: duckdb.DuckDBPyConnection) -> None:
     for table in (
         "staged",
-        "file_lines",
-        "file_records",
         "skipped_lines",
         "bad_lines",
         "fresh",
