@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 from datetime import datetime
 
@@ -152,6 +153,35 @@ def test_line_numbers_of_a_record_over_two_lines_come_from_its_fields(store, con
         (3, "malformed_row", "2026-11-19T10:00:00Z,ck1"),
         (5, "bad_timestamp", "soon,ck2,cookie,https://a.example/x\ny"),
     ]
+
+
+def test_no_raw_email_is_stored(store, config, write):
+    """A raw email in hem is hashed on arrival; emails in URLs, keywords and bad rows'
+    text are removed before anything is kept."""
+    lines = [
+        "2026-11-19T10:00:00Z,ck1,cookie,https://shop.example/,, John.Doe@Example.com ",  # 2
+        "2026-11-19T10:00:01Z,ck1,cookie,https://shop.example/c?email=jane%40example.org&x=1,"
+        "write to bob@example.net,",  # 3
+        "soon,ck2,cookie,https://a.example/?u=mary@example.com,,",  # 4: bad timestamp
+        "2026-11-19T10:00:00Z,eve@example.com",  # 5: malformed
+    ]
+    path = write("pii.csv", "ts,id,id_type,url,keywords,hem\n" + "\n".join(lines) + "\n")
+    [result] = ingest(store, config, path)
+    assert (result.loaded, result.quarantined) == (2, 2)
+    hem = hashlib.sha256(b"john.doe@example.com").hexdigest()
+    assert rows(store, "SELECT linked_id FROM id_links") == [(hem,)]
+    assert rows(store, "SELECT url, domain, keywords FROM events ORDER BY ts") == [
+        ("https://shop.example/", "shop.example", None),
+        ("https://shop.example/c?email=[email removed]&x=1", "shop.example",
+         "write to [email removed]"),
+    ]  # fmt: skip
+    assert rows(store, "SELECT line, raw FROM quarantine ORDER BY line") == [
+        (4, "soon,ck2,cookie,https://a.example/?u=[email removed],,"),
+        (5, "2026-11-19T10:00:00Z,[email removed]"),
+    ]
+    for table in ("events", "quarantine", "id_links", "devices"):
+        text = str(rows(store, f"SELECT * FROM {table}")).lower()
+        assert "@" not in text and "%40" not in text, table
 
 
 def test_limited_ad_tracking_maid_is_dropped_and_counted_not_quarantined(store, config, write):

@@ -29,7 +29,7 @@ from dmp.clock import utcnow
 from dmp.config import Config
 from dmp.errors import RejectedFile
 from dmp.ingest import readers
-from dmp.ingest.validate import DROP_REASONS, SKIP_REASONS, staged_sql
+from dmp.ingest.validate import DROP_REASONS, SKIP_REASONS, redact_emails, staged_sql
 from dmp.store import Store
 
 Progress = Callable[[str, float], None]
@@ -196,7 +196,7 @@ def _already_loaded(store: Store, sha256: str) -> bool:
 def _stage(con: duckdb.DuckDBPyConnection, source: readers.Source, limits: Limits) -> None:
     """Read, normalise and check the whole file in one pass into a temp table, in any
     order (see the module docstring)."""
-    select = staged_sql(source.sql, source.raw_expr, source.record_key)
+    select = staged_sql(source)
     con.execute("SET preserve_insertion_order = false")
     try:
         con.execute(
@@ -292,17 +292,16 @@ def _find_lines(con: duckdb.DuckDBPyConnection, source: readers.Source) -> None:
     params = {"offset": source.line_offset}
     skipped = "SELECT line FROM rejected_lines"  # lines that hold no staged record
     if source.lines_sql:
-        unquoted = "hash(replace({}, '\"', ''))"
         con.execute(
             "CREATE OR REPLACE TEMP TABLE file_lines AS "
-            f"SELECT {unquoted.format('line')} AS key, coalesce(line, '') = '' AS blank "
+            "SELECT hash(replace(line, '\"', '')) AS key, coalesce(line, '') = '' AS blank "
             f"FROM ({source.lines_sql})"
         )
         places = (
             "SELECT rowid + 1 AS line, key FROM file_lines WHERE rowid >= $offset AND NOT blank "
             "AND rowid + 1 NOT IN (SELECT line FROM rejected_lines)"
         )
-        _match(con, unquoted.format("raw"), places, params)
+        _match(con, "text_key", places, params)
         if not con.execute("SELECT count(*) FROM bad_lines WHERE line IS NULL").fetchone()[0]:
             return
         skipped += " UNION ALL SELECT rowid + 1 FROM file_lines WHERE blank AND rowid >= $offset"
@@ -354,14 +353,15 @@ def _match(con: duckdb.DuckDBPyConnection, staged_key: str, places: str, params:
 
 def _quarantine(con: duckdb.DuckDBPyConnection, file_id: int, file: str, now: datetime) -> None:
     """Keep every bad row with its line number (``_locate_bad_rows``), and every
-    record the reader refused."""
+    record the reader refused, emails removed from their text."""
     con.execute(
-        """
+        f"""
         INSERT INTO quarantine
         SELECT $file_id, $file, b.line, s.reason, s.raw, $now
         FROM staged s JOIN bad_lines b ON s.rowid = b.staged_row
         UNION ALL
-        SELECT $file_id, $file, line, 'malformed_row', raw, $now FROM rejected_lines
+        SELECT $file_id, $file, line, 'malformed_row', {redact_emails("raw")}, $now
+        FROM rejected_lines
         """,
         {"file_id": file_id, "file": file, "now": now},
     )

@@ -201,6 +201,12 @@ class Source:
     lines_sql: str | None = None  # a CSV's lines whole, header included (see loader)
 
     @property
+    def text_key(self) -> str | None:
+        """A CSV record's text without quote characters, hashed: the same value as
+        ``hash(replace(line, '"', ''))`` of the line that holds it."""
+        return f"hash(replace({self.raw_expr}, '\"', ''))" if self.lines_sql else None
+
+    @property
     def record_key(self) -> str:
         """A hash of the record's own fields, to find a staged record's place in the file."""
         return "hash(" + ", ".join(f"f{i}" for i in range(self.columns)) + ")"

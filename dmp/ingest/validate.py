@@ -8,7 +8,7 @@ must not keep); every other reason sends the row to quarantine.
 
 from __future__ import annotations
 
-from dmp.ingest.readers import CANONICAL
+from dmp.ingest.readers import CANONICAL, Source
 
 REASONS = (
     "blank_line",
@@ -36,6 +36,9 @@ MAID_TYPES = ("maid", "idfa", "gaid", "aaid")
 ZERO_MAID = "00000000-0000-0000-0000-000000000000"
 _UUID = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 _OTHER_FIELDS = ("url", "event", "category", "keywords", "country", "consent", "gpc")
+EMAIL = r"[^@\s]+@[^@\s]+\.[^@\s]+"
+# An email address inside other text (a URL's query string, keywords, a bad row).
+_EMAIL_IN_TEXT = r"[A-Za-z0-9._%+-]+(?:@|%40)[A-Za-z0-9.-]+\.[A-Za-z]{2,}"
 
 
 def _text(col: str) -> str:
@@ -60,6 +63,25 @@ def maid_sql(col: str) -> str:
         f"substr({low}, 1, 8) || '-' || substr({low}, 9, 4) || '-' || "
         f"substr({low}, 13, 4) || '-' || substr({low}, 17, 4) || '-' || "
         f"substr({low}, 21, 12) END"
+    )
+
+
+def hem_sql(col: str) -> str:
+    """A hashed email: SHA-256 hex, lower-cased. A raw email is normalised (trimmed,
+    lower-cased) and hashed on arrival, never stored. NULL when it is neither."""
+    return (
+        f"CASE WHEN regexp_full_match({col}, '[0-9a-fA-F]{{64}}') THEN lower({col}) "
+        f"WHEN regexp_full_match({col}, '{EMAIL}') THEN sha256(lower({col})) END"
+    )
+
+
+def redact_emails(col: str) -> str:
+    """``col`` with every email address in it replaced, so that none is stored; only
+    text holding an @ (or its URL escape %40) pays for the regular expression."""
+    return (
+        f"CASE WHEN contains({col}, '@') OR contains({col}, '%40') "
+        f"THEN regexp_replace({col}, '{_EMAIL_IN_TEXT}', '[email removed]', 'g') "
+        f"ELSE {col} END"
     )
 
 
@@ -115,9 +137,11 @@ def _categories(col: str) -> str:
     )
 
 
-def staged_sql(source_sql: str, raw_expr: str, record_key: str) -> str:
+def staged_sql(source: Source) -> str:
     """The SELECT that turns a reader's canonical text columns into typed, checked rows.
-    Bad rows keep their text (``raw``) and a hash of their fields (``record_key``).
+    Bad rows keep their text (``raw``, emails removed) and the keys that find their
+    line (``text_key``, ``record_key``; see ``loader._locate_bad_rows``). Emails in
+    URLs and keywords are removed too; a raw email in ``hem`` is hashed.
 
     Parameters: ``$latest`` (now + allowed clock skew), ``$earliest``,
     ``$max_id`` and ``$max_field`` (lengths in bytes).
@@ -135,7 +159,7 @@ def staged_sql(source_sql: str, raw_expr: str, record_key: str) -> str:
         "bad_timestamp": "n_ts IS NULL",
         "future_timestamp": "n_ts > $latest",
         "old_timestamp": "n_ts < $earliest",
-        "bad_hem": "hem IS NOT NULL AND NOT regexp_full_match(hem, '[0-9a-fA-F]{64}')",
+        "bad_hem": "hem IS NOT NULL AND n_hem IS NULL",
         "bad_linked_id": "(maid IS NOT NULL AND n_maid IS NULL) "
         "OR (cookie IS NOT NULL AND n_cookie IS NULL)",
         "bad_country": "country IS NOT NULL AND NOT regexp_full_match(n_country, '[A-Z]{2}')",
@@ -146,8 +170,12 @@ def staged_sql(source_sql: str, raw_expr: str, record_key: str) -> str:
     )
     maid_types = ", ".join(f"'{t}'" for t in MAID_TYPES)
     cleaned = ", ".join(f"{_text(name)} AS {name}" for name in CANONICAL)
+
+    def bad(name: str, expr: str) -> str:
+        return f"CASE WHEN reason IS NOT NULL AND reason <> 'blank_line' THEN {expr} END AS {name}"
+
     return f"""
-    WITH src AS ({source_sql}),
+    WITH src AS ({source.sql}),
     cleaned AS (SELECT * REPLACE ({cleaned}) FROM src),
     typed AS (
         SELECT *,
@@ -177,6 +205,7 @@ def staged_sql(source_sql: str, raw_expr: str, record_key: str) -> str:
             upper(country) AS n_country,
             CASE WHEN lower(gpc) IN ('1', 'true') THEN true
                  WHEN lower(gpc) IN ('0', 'false') THEN false END AS n_gpc,
+            {hem_sql("hem")} AS n_hem,
             {maid_sql("maid")} AS n_maid,
             {cookie_sql("cookie")} AS n_cookie,
             CASE WHEN contains(authority, '@') OR contains(authority, ':')
@@ -187,21 +216,22 @@ def staged_sql(source_sql: str, raw_expr: str, record_key: str) -> str:
     checked AS (SELECT *, {reason_case} AS reason FROM normal)
     SELECT
         reason,
-        CASE WHEN reason IS NOT NULL AND reason <> 'blank_line' THEN {raw_expr} END AS raw,
-        CASE WHEN reason IS NOT NULL AND reason <> 'blank_line' THEN {record_key} END AS record_key,
+        {bad("raw", redact_emails(source.raw_expr))},
+        {bad("text_key", source.text_key or "NULL::UBIGINT")},
+        {bad("record_key", source.record_key)},
         n_ts AS ts,
         n_id AS id,
         n_id_type AS id_type,
         coalesce(lower(event), 'pageview') AS event,
-        url,
+        {redact_emails("url")} AS url,
         nullif(CASE WHEN starts_with(host, 'www.') THEN substring(host, 5) ELSE host END, '')
             AS domain,
         {_categories("category")} AS categories,
-        keywords,
+        {redact_emails("keywords")} AS keywords,
         n_country AS country,
         consent,
         n_gpc AS gpc,
-        lower(hem) AS link_hem,
+        n_hem AS link_hem,
         CASE WHEN n_maid IS DISTINCT FROM n_id THEN n_maid END AS link_maid,
         CASE WHEN n_cookie IS DISTINCT FROM n_id THEN n_cookie END AS link_cookie
     FROM checked

@@ -23,7 +23,7 @@ from pathlib import Path
 import duckdb
 
 from dmp.errors import DmpError
-from dmp.ingest.validate import ZERO_MAID, cookie_sql, maid_sql
+from dmp.ingest.validate import EMAIL, ZERO_MAID, cookie_sql, maid_sql
 
 ID_TYPES = ("maid", "cookie", "hem", "email")
 MAX_REPORTED_LINES = 1000
@@ -38,7 +38,6 @@ HEADERS = (
     "deviceid", "mobile_id", "hem", "hash", "sha256", "email_sha256", "hashed_email",
     "email", "emails", "email_address", "e-mail", "mail",
 )  # fmt: skip
-_EMAIL = r"[^@\s]+@[^@\s]+\.[^@\s]+"
 _HEX64 = "[0-9a-fA-F]{64}"
 _UUID = "[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
 _UUID_HYPHENS = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
@@ -205,7 +204,7 @@ def _checks(id_type: str, max_length: int) -> tuple[str, str, str]:
     whole line), ``looks_like`` the ID type a refused value seems to be
     instead (read from its reason), ``id`` the normalised (emails: hashed) value.
     """
-    email = f"regexp_full_match(value, '{_EMAIL}')"
+    email = f"regexp_full_match(value, '{EMAIL}')"
     hex64 = f"regexp_full_match(value, '{_HEX64}')"
     uuid = f"regexp_full_match(value, '{_UUID}')"
     hint = "upload it with --id-type"
