@@ -167,6 +167,32 @@ def test_deletion_removes_every_row_and_audits_without_personal_data(store, conf
     assert reasons == [("deleted",)]
 
 
+def test_optout_and_deletion_reach_quarantined_rows(store, config, write):
+    load(
+        store,
+        config,
+        write,
+        line(NOW, "ck1"),
+        line(NOW, "ck1", country="USA"),  # quarantined: bad country
+        line(NOW, "ck10", country="USA"),  # another ID that only starts the same
+        line(NOW, "ck3", maid=MAID.upper(), country="USA"),
+    )
+    assert optout(store, ["ck1"], now=NOW)["rows_deleted"]["quarantine"] == 1
+    assert delete(store, [MAID], now=NOW)["rows_deleted"]["quarantine"] == 1
+    left = store.con.execute("SELECT raw FROM quarantine").fetchall()
+    assert [raw.split(",")[1] for (raw,) in left] == ["ck10"]
+
+
+def test_quarantined_rows_go_with_event_retention(store, config, write):
+    old = NOW - timedelta(days=91)
+    load(store, config, write, line(old, "ck1", country="USA"), now=old)
+    load(store, config, write, line(NOW, "ck2", country="USA"), name="new.csv")
+    result = expire(store, config, now=NOW)
+    assert result["quarantined_past_retention"] == 1
+    left = store.con.execute("SELECT raw FROM quarantine").fetchall()
+    assert [raw.split(",")[1] for (raw,) in left] == ["ck2"]
+
+
 def test_deleting_an_unknown_id_is_a_no_op_that_says_so(store, config, write, snapshot):
     load(store, config, write, line(NOW, "ck1"))
     before = snapshot(store)

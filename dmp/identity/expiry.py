@@ -46,17 +46,27 @@ def expire(
     old_events = con.execute(
         "SELECT count(*) FROM events WHERE ts < $keep_after", {"keep_after": keep_after}
     ).fetchone()[0]
+    # Bad rows are raw events too: kept no longer than retention after they arrived.
+    old_quarantined = con.execute(
+        "SELECT count(*) FROM quarantine WHERE quarantined_at < $keep_after",
+        {"keep_after": keep_after},
+    ).fetchone()[0]
     result = {
         "dry_run": dry_run,
         "expired": sum(by_type.values()),
         "expired_by_type": by_type,
         "events_past_retention": old_events,
+        "quarantined_past_retention": old_quarantined,
         "cutoffs": {k: v.isoformat(timespec="seconds") for k, v in limits.items()},
     }
     if not dry_run:
         with store.transaction():
             deleted = forget(con, "expired_ids", "expired", now, keep_events=True)
             con.execute("DELETE FROM events WHERE ts < $keep_after", {"keep_after": keep_after})
-        result["rows_deleted"] = {**deleted, "events": old_events}
+            con.execute(
+                "DELETE FROM quarantine WHERE quarantined_at < $keep_after",
+                {"keep_after": keep_after},
+            )
+        result["rows_deleted"] = {**deleted, "events": old_events, "quarantine": old_quarantined}
     con.execute("DROP TABLE expired_ids")
     return result
