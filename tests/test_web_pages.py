@@ -10,6 +10,7 @@ import pytest
 
 from dmp.store import open_store
 from dmp.web import create_app
+from dmp.web.auth import LoginThrottle
 from dmp.web.users import add_user
 from tests.web_helpers import PASSWORD, build_world, copy_world, seed_csv
 
@@ -56,6 +57,33 @@ def test_pages_need_a_log_in_and_wrong_passwords_fail(app):
     bad = client.post("/login", data={"name": "bea", "password": "nope", "csrf_token": csrf(page)})
     assert bad.status_code == 200 and "Wrong name or password" in bad.text
     assert client.post("/login", data={"name": "bea", "password": PASSWORD}).status_code == 400
+
+
+def test_repeated_wrong_passwords_lock_the_name_for_a_while(app):
+    client = app.test_client()
+    for _ in range(5):
+        page = client.get("/login")
+        data = {"name": "bea", "password": "guess", "csrf_token": csrf(page)}
+        assert client.post("/login", data=data).status_code == 200
+    page = client.get("/login")
+    data = {"name": "Bea", "password": PASSWORD, "csrf_token": csrf(page)}
+    locked = client.post("/login", data=data)
+    assert locked.status_code == 429 and "Too many failed log-ins" in locked.text
+    login(client, "root")  # other names are not locked
+
+
+def test_login_throttle_lets_a_name_try_again_once_failures_age():
+    now = [0.0]
+    throttle = LoginThrottle(limit=2, window_seconds=60, clock=lambda: now[0])
+    throttle.failed("name:a")
+    now[0] = 30
+    throttle.failed("name:a")
+    assert throttle.wait("name:a") == 30  # until the first failure is a minute old
+    now[0] = 60.5
+    assert throttle.wait("name:a") == 0
+    throttle.failed("name:a")
+    throttle.succeeded("name:a")
+    assert throttle.wait("name:a") == 0 and throttle.failures == {}
 
 
 def test_every_page_renders_for_a_buyer_with_security_headers(app):

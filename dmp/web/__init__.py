@@ -65,6 +65,9 @@ def create_app(config: Config, store: Store | None = None, runner: Runner | None
     app.extensions["dmp.config"] = config
     app.extensions["dmp.spool"] = Spool.for_config(config)
     app.extensions["dmp.sync_spools"] = {}
+    app.extensions["dmp.login_throttle"] = auth.LoginThrottle(
+        config.get("web.login_max_failures"), config.get("web.login_lockout_minutes") * 60
+    )
     for blueprint in (auth.bp, pages.bp, api.bp, api_v1.bp, collector.bp):
         app.register_blueprint(blueprint)
 

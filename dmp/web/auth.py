@@ -7,12 +7,15 @@ from __future__ import annotations
 import functools
 import hmac
 import secrets
+import threading
 import time
+from collections import deque
 from collections.abc import Callable
 
 from flask import (
     Blueprint,
     abort,
+    current_app,
     flash,
     g,
     redirect,
@@ -27,6 +30,46 @@ from dmp.web.context import config, db
 
 bp = Blueprint("auth", __name__)
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+
+
+class LoginThrottle:
+    """Failed log-ins per key (a user name, a client address) within a sliding window;
+    a key with ``limit`` of them is refused until the oldest leaves the window, so a
+    password guesser gets a handful of tries, not thousands. In memory: one process
+    serves the dashboard."""
+
+    def __init__(self, limit: int, window_seconds: float, clock=time.monotonic):
+        self.limit, self.window, self.clock = limit, window_seconds, clock
+        self.failures: dict[str, deque[float]] = {}
+        self.lock = threading.Lock()
+
+    def wait(self, key: str, limit: int | None = None) -> float:
+        """Seconds before ``key`` may try again (0: now)."""
+        with self.lock:
+            times = self._recent(key)
+            if len(times) < (limit or self.limit):
+                return 0.0
+            return times[-(limit or self.limit)] + self.window - self.clock()
+
+    def failed(self, *keys: str) -> None:
+        with self.lock:
+            if len(self.failures) > 10_000:  # forget keys whose failures are all old
+                for key in list(self.failures):
+                    self._recent(key)
+            for key in keys:
+                self.failures.setdefault(key, deque()).append(self.clock())
+
+    def succeeded(self, key: str) -> None:
+        with self.lock:
+            self.failures.pop(key, None)
+
+    def _recent(self, key: str) -> deque[float]:
+        times = self.failures.get(key, deque())
+        while times and times[0] <= self.clock() - self.window:
+            times.popleft()
+        if not times:
+            self.failures.pop(key, None)
+        return times
 
 
 def csrf_token() -> str:
@@ -83,12 +126,21 @@ def login_required(*roles: str) -> Callable:
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     if request.method == "POST":
-        user = users.authenticate(
-            db(), request.form.get("name", ""), request.form.get("password", "")
-        )
+        name = request.form.get("name", "")
+        throttle: LoginThrottle = current_app.extensions["dmp.login_throttle"]
+        # Per name, and per address at four times the limit (many users may share
+        # one address behind a proxy).
+        keys = (f"name:{name.strip().lower()}", f"addr:{request.remote_addr}")
+        wait = max(throttle.wait(keys[0]), throttle.wait(keys[1], 4 * throttle.limit))
+        if wait > 0:
+            flash(f"Too many failed log-ins: try again in {max(1, round(wait / 60))} minute(s).")
+            return render_template("login.html"), 429
+        user = users.authenticate(db(), name, request.form.get("password", ""))
         if user is None:
+            throttle.failed(*keys)
             flash("Wrong name or password.")
         else:
+            throttle.succeeded(keys[0])
             session.clear()
             session.permanent = True
             session.update(user_id=user["user_id"], login_at=time.time())
