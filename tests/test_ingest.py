@@ -184,6 +184,33 @@ def test_no_raw_email_is_stored(store, config, write):
         assert "@" not in text and "%40" not in text, table
 
 
+@pytest.mark.parametrize(
+    "lines, expected",
+    [
+        # A unit separator in a field: the lines cannot be read whole; fields decide.
+        (
+            ["2026-11-19T10:00:00Z,ck\x1f1,cookie,", "soon,ck2,cookie,"],
+            [(2, "2026-11-19T10:00:00Z,ck\x1f1,cookie,"), (3, "soon,ck2,cookie,")],
+        ),
+        # A bad value that, unquoted, reads like the good line before it.
+        (
+            ["2026-11-19T10:00:00Z,ck1,cookie,US", '2026-11-19T10:00:00Z,ck1,cookie,"""US""",'],
+            [(3, '2026-11-19T10:00:00Z,ck1,cookie,"US"')],
+        ),
+        # Two bad rows whose texts differ only by quotes keep their own lines.
+        (
+            ['soon,"ck""2",cookie,', "2026-11-19T10:00:00Z,ck1,cookie,", "soon,ck2,cookie,"],
+            [(2, 'soon,ck"2,cookie,'), (4, "soon,ck2,cookie,")],
+        ),
+    ],
+    ids=["unit-separator", "quoted-lookalike", "quote-twins"],
+)
+def test_line_numbers_where_line_text_misleads(store, config, write, lines, expected):
+    path = write("tricky.csv", "ts,id,id_type,country\n" + "\n".join(lines) + "\n")
+    ingest(store, config, path)
+    assert rows(store, "SELECT line, raw FROM quarantine ORDER BY line") == expected
+
+
 def test_limited_ad_tracking_maid_is_dropped_and_counted_not_quarantined(store, config, write):
     zero = "00000000-0000-0000-0000-000000000000"
     path = write("lat.csv", HEADER + f"2026-11-19T10:00:00Z,{zero},idfa,,,,,,,\n")

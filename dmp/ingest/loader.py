@@ -197,7 +197,8 @@ def _stage(con: duckdb.DuckDBPyConnection, source: readers.Source, limits: Limit
     """Read, normalise and check the whole file in one pass into a temp table, in any
     order (see the module docstring)."""
     select = staged_sql(source)
-    con.execute("SET preserve_insertion_order = false")
+    # This connection only: other cursors (the web app, the scheduler) keep their order.
+    con.execute("SET SESSION preserve_insertion_order = false")
     try:
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE staged AS {select}",
@@ -212,7 +213,7 @@ def _stage(con: duckdb.DuckDBPyConnection, source: readers.Source, limits: Limit
         message = str(exc).split("\n", 1)[0]
         raise RejectedFile(f"{source.name}: cannot be read ({message})") from None
     finally:
-        con.execute("RESET preserve_insertion_order")
+        con.execute("SET SESSION preserve_insertion_order = true")
     if not source.has_rejects:
         con.execute("CREATE OR REPLACE TEMP TABLE rejected_lines (line BIGINT, raw VARCHAR)")
         return
@@ -272,11 +273,12 @@ def _locate_bad_rows(con: duckdb.DuckDBPyConnection, source: readers.Source) -> 
 
     Staging read the file in no particular order, so this reads it again, in order,
     only when there are such rows. A CSV's lines are read whole first (cheap: no
-    fields are parsed) and matched to rows by their text without quote characters,
-    which a line and the record on it share. Other formats, and rows the lines cannot
-    place (a record over several lines), are matched by a hash of the record's fields
-    in a read of the records. Runs before the transaction: tables made inside one
-    number their rows from far above 0."""
+    fields are parsed) and matched by their exact text to rows whose text has no
+    quotes and no delimiter inside a field: such a line can only hold that record.
+    Other formats, and rows the lines cannot place, are matched by a hash of the
+    record's fields in a read of the records (counting a record over several lines
+    as one line). Runs before the transaction: tables made inside one number their
+    rows from far above 0."""
     count = con.execute(f"SELECT count(*) FROM staged WHERE {_TO_QUARANTINE}").fetchone()[0]
     if not count:
         con.execute("CREATE OR REPLACE TEMP TABLE bad_lines (staged_row BIGINT, line BIGINT)")
@@ -291,20 +293,17 @@ def _find_lines(con: duckdb.DuckDBPyConnection, source: readers.Source) -> None:
     """The reads of ``_locate_bad_rows``, the cheap one first."""
     params = {"offset": source.line_offset}
     skipped = "SELECT line FROM rejected_lines"  # lines that hold no staged record
-    if source.lines_sql:
-        con.execute(
-            "CREATE OR REPLACE TEMP TABLE file_lines AS "
-            "SELECT hash(replace(line, '\"', '')) AS key, coalesce(line, '') = '' AS blank "
-            f"FROM ({source.lines_sql})"
-        )
-        places = (
-            "SELECT rowid + 1 AS line, key FROM file_lines WHERE rowid >= $offset AND NOT blank "
+    if source.lines_sql and _read_lines(con, source):
+        # The CSV reader skips blank lines, except in a file of one column.
+        blank = "blank" if source.columns > 1 else "false"
+        where = (
+            f"rowid >= $offset AND NOT {blank} "
             "AND rowid + 1 NOT IN (SELECT line FROM rejected_lines)"
         )
-        _match(con, "text_key", places, params)
+        _match(con, "text_key", "file_lines", where, "place + 1", params)
         if not con.execute("SELECT count(*) FROM bad_lines WHERE line IS NULL").fetchone()[0]:
             return
-        skipped += " UNION ALL SELECT rowid + 1 FROM file_lines WHERE blank AND rowid >= $offset"
+        skipped += f" UNION ALL SELECT rowid + 1 FROM file_lines WHERE {blank} AND rowid >= $offset"
     con.execute(
         "CREATE OR REPLACE TEMP TABLE file_records AS "
         f"SELECT {source.record_key} AS key FROM ({source.sql})"
@@ -315,17 +314,35 @@ def _find_lines(con: duckdb.DuckDBPyConnection, source: readers.Source) -> None:
         f"SELECT line - $offset - row_number() OVER (ORDER BY line) AS before FROM ({skipped})",
         params,
     )
-    places = (
-        "SELECT rowid + 1 + $offset + (SELECT count(*) FROM skipped_lines s "
-        "WHERE s.before <= file_records.rowid) AS line, key FROM file_records"
-    )
-    _match(con, "record_key", places, params)
+    line = "place + 1 + $offset + (SELECT count(*) FROM skipped_lines s WHERE s.before <= place)"
+    _match(con, "record_key", "file_records", "true", line, params)
 
 
-def _match(con: duckdb.DuckDBPyConnection, staged_key: str, places: str, params: dict) -> None:
-    """Pair the bad staged rows with the (line, key) ``places`` of the same key, the
-    n-th row with the n-th place. A key is trusted only where it has as many places
-    as rows and the rows fail the same check, so that any pairing gives the same
+def _read_lines(con: duckdb.DuckDBPyConnection, source: readers.Source) -> bool:
+    """``file_lines``: the hash of each line, in order; False when the lines cannot be
+    read whole (a line over the reader's size limit, a unit separator in the text)."""
+    try:
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE file_lines AS "
+            f"SELECT hash(line) AS key, coalesce(line, '') = '' AS blank FROM ({source.lines_sql})"
+        )
+    except duckdb.Error:
+        return False
+    return True
+
+
+def _match(
+    con: duckdb.DuckDBPyConnection,
+    staged_key: str,
+    table: str,
+    where: str,
+    line: str,
+    params: dict,
+) -> None:
+    """Pair the bad staged rows with the rows of ``table`` (keys in file order) of the
+    same key and ``where``, the n-th row with the n-th place, at ``line`` (an expression
+    of ``place``, the rowid). A key is trusted only where it has as many places as rows
+    and those rows are alike (same reason and text), so that any pairing gives the same
     quarantine records; elsewhere ``line`` stays NULL."""
     con.execute(
         f"""
@@ -333,15 +350,20 @@ def _match(con: duckdb.DuckDBPyConnection, staged_key: str, places: str, params:
         WITH bad AS (
             SELECT rowid AS staged_row, {staged_key} AS key,
                    row_number() OVER k AS nth, count(*) OVER k AS rows,
-                   min(reason) OVER k = max(reason) OVER k AS alike
+                   min(reason) OVER k = max(reason) OVER k
+                       AND min(raw) OVER k = max(raw) OVER k AS alike
             FROM staged WHERE {_TO_QUARANTINE}
             WINDOW k AS (PARTITION BY key ORDER BY rowid
                          ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
         ),
+        found AS (
+            SELECT rowid AS place, key FROM {table}
+            WHERE key IN (SELECT key FROM bad) AND {where}
+        ),
         candidates AS (
-            SELECT line, key, row_number() OVER k AS nth, count(*) OVER k AS places
-            FROM ({places}) WHERE key IN (SELECT key FROM bad)
-            WINDOW k AS (PARTITION BY key ORDER BY line
+            SELECT {line} AS line, key, row_number() OVER k AS nth, count(*) OVER k AS places
+            FROM found
+            WINDOW k AS (PARTITION BY key ORDER BY place
                          ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
         )
         SELECT staged_row, CASE WHEN places = rows AND alike THEN line END AS line
@@ -391,8 +413,11 @@ def _load(con: duckdb.DuckDBPyConnection, result: FileResult, file_id: int) -> N
               AND e.ts = s.ts AND e.id = s.id AND e.id_type = s.id_type
               AND e.event = s.event AND e.url IS NOT DISTINCT FROM s.url)
     """
-    # Repeats keep one row, the same whatever order staging read them in.
-    rest = ", ".join(c for c in EVENT_COLUMNS.split(", ") if c not in DEDUPE_KEY)
+    # Repeats keep one row, the same whatever order staging read them in; a GPC
+    # signal in any of them wins.
+    rest = "gpc DESC NULLS LAST, " + ", ".join(
+        c for c in EVENT_COLUMNS.split(", ") if c not in (*DEDUPE_KEY, "gpc")
+    )
     key = ", ".join(DEDUPE_KEY)
     repeated = f"QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY {rest}) = 1"
     result.loaded = con.execute(

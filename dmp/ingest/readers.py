@@ -199,12 +199,7 @@ class Source:
     has_rejects: bool  # CSV structural rejects land in REJECTS_TABLE
     ignored_columns: list[str]
     lines_sql: str | None = None  # a CSV's lines whole, header included (see loader)
-
-    @property
-    def text_key(self) -> str | None:
-        """A CSV record's text without quote characters, hashed: the same value as
-        ``hash(replace(line, '"', ''))`` of the line that holds it."""
-        return f"hash(replace({self.raw_expr}, '\"', ''))" if self.lines_sql else None
+    text_key: str = "NULL::UBIGINT"  # hash(line) of the line a bad record must be on
 
     @property
     def record_key(self) -> str:
@@ -265,7 +260,14 @@ def _csv_source(path: Path, fmt: str, gzipped: bool, layout: Layout) -> Source:
     sql = f"SELECT {select}, {originals}, false AS malformed, false AS blank FROM {reader}"
     ignored = [h for h in headers if h not in mapping.values()]
     lines = f"SELECT line FROM {_lines_reader(path, gzipped, rejects=False)}"
-    return Source(path.name, sql, raw, len(headers), fmt, 1, True, ignored, lines)
+    # Text without quotes and with one delimiter less than the columns can only
+    # be a line holding exactly those fields.
+    delims = f"strlen({raw}) - strlen(replace({raw}, {_sql_str(delim)}, ''))"
+    text_key = (
+        f"CASE WHEN NOT contains({raw}, '\"') AND {delims} = {len(headers) - 1} "
+        f"THEN hash({raw}) END"
+    )
+    return Source(path.name, sql, raw, len(headers), fmt, 1, True, ignored, lines, text_key)
 
 
 def _lines_reader(path: Path, gzipped: bool, rejects: bool) -> str:

@@ -217,7 +217,7 @@ def staged_sql(source: Source) -> str:
     SELECT
         reason,
         {bad("raw", redact_emails(source.raw_expr))},
-        {bad("text_key", source.text_key or "NULL::UBIGINT")},
+        {bad("text_key", source.text_key)},
         {bad("record_key", source.record_key)},
         n_ts AS ts,
         n_id AS id,
