@@ -9,7 +9,7 @@ subprocesses and fresh database files:
   dmp  dmp ingest FILE                                       (validate, dedupe, devices)
 and prints events/s for each, the ratio dmp/raw (target >= 0.5) and each
 process's peak memory (target <= 3 GB). With --bad-rows N it also times dmp on a
-copy with N bad rows spread through it (one in ten quoted), which makes ingest
+copy with N bad rows spread through it (one in ten with a quoted comma), which makes ingest
 read the file a second time to find their line numbers.
 """
 
@@ -83,7 +83,7 @@ def with_bad_rows(csv: Path, count: int) -> Path:
         for i, line in enumerate(src):
             n = i // every
             if i % every == 0 and n < count:
-                ts = f'"not a time {n}"' if n % 10 == 0 else f"not-a-time-{n}"
+                ts = f'"not a time, {n}"' if n % 10 == 0 else f"not-a-time-{n}"
                 bad = [ts, f"ckbad{n}", "cookie", "https://bad.example/"]
                 dst.write((",".join(bad + [""] * (columns - len(bad))) + "\n").encode())
             dst.write(line)

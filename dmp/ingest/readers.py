@@ -260,13 +260,11 @@ def _csv_source(path: Path, fmt: str, gzipped: bool, layout: Layout) -> Source:
     sql = f"SELECT {select}, {originals}, false AS malformed, false AS blank FROM {reader}"
     ignored = [h for h in headers if h not in mapping.values()]
     lines = f"SELECT line FROM {_lines_reader(path, gzipped, rejects=False)}"
-    # Text without quotes and with one delimiter less than the columns can only
-    # be a line holding exactly those fields.
-    delims = f"strlen({raw}) - strlen(replace({raw}, {_sql_str(delim)}, ''))"
-    text_key = (
-        f"CASE WHEN NOT contains({raw}, '\"') AND {delims} = {len(headers) - 1} "
-        f"THEN hash({raw}) END"
-    )
+    # The record as a CSV writer quotes it (only fields that need quotes): a line with
+    # exactly this text can only hold exactly these fields.
+    written = f"concat_ws({_sql_str(delim)}, "
+    written += ", ".join(_csv_field(f"f{i}", delim) for i in range(len(headers))) + ")"
+    text_key = f"hash({written})"
     return Source(path.name, sql, raw, len(headers), fmt, 1, True, ignored, lines, text_key)
 
 
@@ -283,6 +281,18 @@ def _lines_reader(path: Path, gzipped: bool, rejects: bool) -> str:
         f"read_csv({_sql_str(str(path))}, header = false, auto_detect = false, "
         f"delim = chr(31), quote = '', escape = '', columns = {{'line': 'VARCHAR'}}, "
         f"compression = {_sql_str('gzip' if gzipped else 'none')}, {store})"
+    )
+
+
+def _csv_field(col: str, delim: str) -> str:
+    """One field as CSV writers write it: quoted (quotes doubled) only when it holds
+    the delimiter, a quote or a line break, or is an empty string (not NULL)."""
+    needs = " OR ".join(
+        f"contains({col}, {c})" for c in (_sql_str(delim), "'\"'", "chr(10)", "chr(13)")
+    )
+    return (
+        f"CASE WHEN {col} IS NULL THEN '' WHEN {col} = '' OR {needs} "
+        f"THEN '\"' || replace({col}, '\"', '\"\"') || '\"' ELSE {col} END"
     )
 
 
