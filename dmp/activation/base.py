@@ -185,7 +185,7 @@ class Connector:
     # What a link's external ID names on the platform; without one, the segment's name.
     external_id_help: ClassVar[str] = "the platform's name for the segment"
     needs_external_id: ClassVar[bool] = False
-    QUEUED_BATCHES: ClassVar[int] = 2  # encoded batches waiting for the sender, at most
+    QUEUED_BATCHES: ClassVar[int] = 2  # batches handed to the sender, not yet recorded
 
     def __init__(
         self,
@@ -273,10 +273,11 @@ class Connector:
 
         Batches go out one at a time, in order, on a worker thread, while this thread
         reads and encodes the next ones and records the finished ones; up to
-        ``QUEUED_BATCHES`` wait their turn, so a slow record (a database checkpoint)
-        does not leave the network idle. ``stats`` is only touched on the worker, and
-        results are recorded in order, on this thread. Stops once the circuit breaker
-        opens: batches still queued then are not sent."""
+        ``QUEUED_BATCHES`` are handed over at once (the one being sent included), so
+        a slow record (a database checkpoint) does not leave the network idle.
+        ``stats`` is only touched on the worker, and results are recorded in order, on
+        this thread. Stops once the circuit breaker opens: batches still queued then
+        are not sent."""
         caps = self.capabilities
         max_items = min(caps.max_items, self.options.max_batch_items or caps.max_items)
         upload = _Upload(op, target, int(self.rand() * 2**53), total, stats)
