@@ -560,7 +560,6 @@ def _drop_scratch(con: duckdb.DuckDBPyConnection) -> None:
         "staged",
         "skipped_lines",
         "bad_lines",
-        "fresh",
         "fresh_devices",
         "rejected_lines",
         readers.REJECTS_TABLE,
