@@ -6,14 +6,14 @@ from __future__ import annotations
 import json
 import queue
 import signal
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MAX_INSTANCES
 
 from dmp.scheduler import ShuttingDown, UnknownJob, create_scheduler
 from dmp.store import open_store
-from tests.conftest import read_until
+from tests.conftest import NOW, read_until
 
 # A DuckDB query that runs until it is interrupted.
 ENDLESS = "SELECT sum(hash(i)) FROM range(10000000000000) t(i)"
@@ -69,6 +69,16 @@ def test_a_run_is_recorded_with_its_result_trigger_and_clock(make_runner, store)
     assert runs(store) == [("ok", "cli", "succeeded")]
     with pytest.raises(UnknownJob, match="unknown job 'nope'; installed: ok"):
         runner.run("nope", "cli")
+
+
+def test_runs_older_than_the_history_are_pruned_when_a_runner_starts(make_runner, store):
+    make_runner({"ok": ok}).run("ok", "cli")
+    later = NOW + timedelta(days=366)
+    runner = make_runner({"ok": ok}, clock=lambda: later)
+    runner.run("ok", "cli")
+    assert [r[0] for r in store.con.execute("SELECT started_at FROM job_runs").fetchall()] == [
+        later
+    ]
 
 
 def test_a_crash_is_recorded_with_traceback_and_rolled_back(make_runner, store):

@@ -248,6 +248,15 @@ def test_a_crash_mid_run_is_picked_up_by_the_next_run(store, dsp, run, sports):
     assert [r["status"] for r in history(store)] == ["succeeded", "interrupted"]
 
 
+def test_sync_runs_older_than_the_history_are_pruned(store, dsp, run, sports):
+    destination(store, dsp, "ttd", "ttd")
+    link_segment(store, "ttd", "sports")
+    run()
+    later = NOW + timedelta(days=366)
+    run(now=later)
+    assert [r["started_at"][:10] for r in history(store)] == [later.date().isoformat()]
+
+
 def test_one_failing_destination_does_not_block_another(store, dsp, run, sports):
     _, ids = sports
     other = make_segment(store, "news")

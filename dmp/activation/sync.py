@@ -137,6 +137,8 @@ def sync(
             "UPDATE sync_runs SET status = 'interrupted', finished_at = ? WHERE status = 'running'",
             [now],
         )
+        keep_after = now - timedelta(days=config.get("store.history_days"))
+        con.execute("DELETE FROM sync_runs WHERE started_at < ?", [keep_after])
     dests = [get_destination(con, destination)] if destination else all_destinations(con)
     segment_id = find_segment(con, segment)[0] if segment else None
     results = []

@@ -21,7 +21,7 @@ import time
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import duckdb
@@ -328,12 +328,16 @@ class Runner:
 
     def _close_orphans(self) -> None:
         """'running' rows left by a process that died mid-run: this process owns the file
-        now, so those runs are over, and their uncommitted transactions are gone."""
+        now, so those runs are over, and their uncommitted transactions are gone. Runs
+        older than ``store.history_days`` go."""
+        now = self.clock()
         self._write(
             "UPDATE job_runs SET status = 'interrupted', finished_at = ?, error = ? "
             "WHERE status = 'running'",
-            [self.clock(), "the process running it ended first; its open transaction was lost"],
+            [now, "the process running it ended first; its open transaction was lost"],
         )
+        keep_after = now - timedelta(days=self.config.get("store.history_days"))
+        self._write("DELETE FROM job_runs WHERE started_at < ?", [keep_after])
 
     def _write(self, sql: str, params: list) -> tuple | None:
         with self.store.cursor() as cur:
