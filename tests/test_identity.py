@@ -243,6 +243,19 @@ def test_only_consented_events_of_real_devices_are_usable(store, config, write):
     assert usable == set()  # vendor 99 has no consent; no string no longer counts
 
 
+def test_consent_pass_reads_only_files_loaded_since_the_last(store, config, write):
+    first, second = tc_string([1, 3, 4]), tc_string([1])
+    load(store, config, write, line(NOW, "ck1", consent=first))
+    assert refresh_decisions(store, config, now=NOW)["decided"] == 1
+    # Without new files nothing is read; a decision lost meanwhile is not looked for.
+    store.con.execute("DELETE FROM consent_decisions")
+    assert refresh_decisions(store, config, now=NOW)["decided"] == 0
+    load(store, config, write, line(NOW, "ck2", consent=second), name="new.csv")
+    assert refresh_decisions(store, config, now=NOW)["decided"] == 1
+    strict = with_settings(config, "consent.vendor_id=99")
+    assert refresh_decisions(store, strict, now=NOW)["decided"] == 2  # new policy: all again
+
+
 def test_bots_are_flagged_and_kept_out_of_usable_events(store, config, write):
     busy = [line(NOW - timedelta(minutes=i), "ck-bot") for i in range(6)]
     load(store, config, write, *busy, line(NOW, "ck-human"))

@@ -24,29 +24,42 @@ def policy(config: Config) -> str:
 
 
 def refresh_decisions(store: Store, config: Config, now: datetime | None = None) -> dict:
-    """Decide every consent string not yet decided under the current policy."""
+    """Decide every consent string not yet decided under the current policy. Only files
+    loaded since the last pass are read (``consent_scans``), so the nightly chain can
+    call this from each job that needs it for the price of one."""
     now = now or utcnow()
     con = store.con
     label = policy(config)
     purposes = config.get("consent.required_purposes")
     vendor = config.get("consent.vendor_id") or None
+    params = {"policy": label}
+    # Read before the scan: a file loaded meanwhile is read again next time, not skipped.
+    last = con.execute("SELECT max(file_id) FROM events").fetchone()[0]
     strings = [
         row[0]
         for row in con.execute(
             """
             SELECT DISTINCT e.consent FROM events e
-            WHERE e.consent IS NOT NULL AND NOT EXISTS (
+            WHERE e.file_id > coalesce(
+                    (SELECT last_file_id FROM consent_scans WHERE policy = $policy), -1)
+              AND e.consent IS NOT NULL AND NOT EXISTS (
                 SELECT 1 FROM consent_decisions c
                 WHERE c.consent = e.consent AND c.policy = $policy)
             """,
-            {"policy": label},
+            params,
         ).fetchall()
     ]
     rows = [[s, label, *_decide(s, purposes, vendor), now] for s in strings]
     with store.transaction():
-        con.execute("DELETE FROM consent_decisions WHERE policy <> $policy", {"policy": label})
+        for table in ("consent_decisions", "consent_scans"):
+            con.execute(f"DELETE FROM {table} WHERE policy <> $policy", params)
         if rows:
             con.executemany("INSERT INTO consent_decisions VALUES (?, ?, ?, ?, ?)", rows)
+        if last is not None:
+            con.execute(
+                "INSERT OR REPLACE INTO consent_scans VALUES ($policy, $last)",
+                {**params, "last": last},
+            )
     invalid = sum(1 for row in rows if not row[2])
     return {"decided": len(rows), "undecodable": invalid}
 
