@@ -5,14 +5,34 @@ pipeline order. Every run goes through
 welcome) in ``job_runs``; ``config/schedule.toml`` says when each job runs.
 """
 
-from jobs import cluster, expire, ingest, lookalike, profile, segments, sync
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+from collections.abc import Callable
+
+
+class _Job:
+    """A job's ``run``, imported when first used: `dmp run expire` need not spend two
+    seconds loading scikit-learn for the cluster and lookalike jobs."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    @functools.cached_property
+    def run(self) -> Callable:
+        return importlib.import_module(f"jobs.{self.name}").run
+
+    def __call__(self, *args, **kwargs):
+        return self.run(*args, **kwargs)
+
+    @property
+    def __signature__(self) -> inspect.Signature:
+        return inspect.signature(self.run)
+
 
 JOBS = {
-    "ingest": ingest.run,
-    "expire": expire.run,
-    "profile": profile.run,
-    "segments": segments.run,
-    "cluster": cluster.run,
-    "lookalike": lookalike.run,
-    "sync": sync.run,
+    name: _Job(name)
+    for name in ("ingest", "expire", "profile", "segments", "cluster", "lookalike", "sync")
 }
