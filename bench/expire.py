@@ -16,7 +16,7 @@ import os
 import shutil
 import sys
 
-from ingest import OUT, make_csv, run, world_parser
+from ingest import OUT, dmp_ingest, make_csv, run, world_parser
 
 EXPIRE = """
 import json, sys
@@ -37,7 +37,7 @@ def main() -> None:
     work = OUT / "expire_run"
     shutil.rmtree(work, ignore_errors=True)
     env = {**os.environ, "DMP_HOME": str(work / "home")}
-    ingest_s, ingest_mb, _ = run([sys.executable, "-m", "dmp", "ingest", str(csv)], env)
+    ingest_s, ingest_mb, _ = dmp_ingest(csv, env)
     expire_s, expire_mb, out = run([sys.executable, "-c", EXPIRE], env)
     result = json.loads(out)
     print(f"\n{args.events:,} events, {args.devices:,} devices")

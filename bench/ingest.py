@@ -68,6 +68,13 @@ def make_csv(events: int, devices: int) -> Path:
     return path
 
 
+def dmp_ingest(path: Path, env: dict, *flags: str) -> tuple[float, float, str]:
+    """`dmp ingest` of ``path`` into the instance of ``env``, made first (untimed):
+    wall seconds, peak RSS in MB and stdout."""
+    run([sys.executable, "-m", "dmp", "init"], env)
+    return run([sys.executable, "-m", "dmp", "ingest", *flags, str(path)], env)
+
+
 def with_bad_rows(csv: Path, count: int) -> Path:
     """A copy of ``csv`` with ``count`` bad timestamps spread through it (cached)."""
     path = csv.with_name(f"{csv.stem}_bad{count}.csv")
@@ -121,7 +128,7 @@ def main() -> None:
             "DMP_HOME": str(work / "home"),
             "DMP_STORE__MEMORY_LIMIT": args.memory_limit,
         }
-        dmp_s, dmp_mb, out = run([sys.executable, "-m", "dmp", "ingest", "--json", str(csv)], env)
+        dmp_s, dmp_mb, out = dmp_ingest(csv, env, "--json")
         loaded = json.loads(out)[0]["loaded"]
         rows.append((attempt, raw_s, raw_mb, dmp_s, dmp_mb, loaded))
     print(f"\nfile: {csv} ({size_mb:,.0f} MB, {args.events:,} rows)")
@@ -142,7 +149,7 @@ def main() -> None:
     )
     if dirty:
         env["DMP_HOME"] = str(work / "home_dirty")
-        bad_s, bad_mb, out = run([sys.executable, "-m", "dmp", "ingest", "--json", str(dirty)], env)
+        bad_s, bad_mb, out = dmp_ingest(dirty, env, "--json")
         report = json.loads(out)[0]
         print(
             f"with {args.bad_rows:,} bad rows: dmp {bad_s:.2f} s, {bad_mb:,.0f} MB, "

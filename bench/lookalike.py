@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from ingest import OUT, make_csv, run, world_parser
+from ingest import OUT, dmp_ingest, make_csv, run, world_parser
 
 from dmp.lookalike.model import candidate_ranks
 
@@ -89,7 +89,7 @@ def prepare(world: Path, csv: Path, fresh: bool) -> dict:
     rules = category_rules(world, csv)
     env = {**os.environ, "DMP_HOME": str(WORK / "home")}
     print("ingesting ...", flush=True)
-    ingest_s, ingest_mb, _ = run([sys.executable, "-m", "dmp", "ingest", str(csv)], env)
+    ingest_s, ingest_mb, _ = dmp_ingest(csv, env)
     print("identity pass, profiles, seed upload ...", flush=True)
     seeds = world / "seeds" / "converters_maid.csv"
     _, _, out = run([sys.executable, "-c", PREPARE, str(rules), str(seeds)], env)

@@ -17,7 +17,7 @@ import os
 import shutil
 import sys
 
-from ingest import OUT, make_csv, run, world_parser
+from ingest import OUT, dmp_ingest, make_csv, run, world_parser
 
 RULES = """
 import duckdb, sys
@@ -84,7 +84,7 @@ def main() -> None:
         "DMP_HOME": str(work / "home"),
         "DMP_INTERESTS__CATEGORY_RULES": str(rules),
     }
-    ingest_s, ingest_mb, _ = run([sys.executable, "-m", "dmp", "ingest", str(csv)], env)
+    ingest_s, ingest_mb, _ = dmp_ingest(csv, env)
     profile_s, profile_mb, profile_out = run([sys.executable, "-c", JOBS, "profile"], env)
     cluster_s, cluster_mb, cluster_out = run([sys.executable, "-c", JOBS, "cluster"], env)
     _, _, preview_out = run([sys.executable, "-c", PREVIEW], env)
