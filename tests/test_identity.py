@@ -175,12 +175,18 @@ def test_optout_and_deletion_reach_quarantined_rows(store, config, write):
         line(NOW, "ck1"),
         line(NOW, "ck1", country="USA"),  # quarantined: bad country
         line(NOW, "ck10", country="USA"),  # another ID that only starts the same
-        line(NOW, "ck3", maid=MAID.upper(), country="USA"),
+        line(NOW, MAID.upper(), "idfa", country="USA"),
+        line(NOW, "cookie", country="USA"),  # an ID that is also a field value elsewhere
     )
     assert optout(store, ["ck1"], now=NOW)["rows_deleted"]["quarantine"] == 1
     assert delete(store, [MAID], now=NOW)["rows_deleted"]["quarantine"] == 1
+    assert optout(store, ["cookie"], id_type="cookie", now=NOW)["rows_deleted"]["quarantine"] == 1
     left = store.con.execute("SELECT raw FROM quarantine").fetchall()
     assert [raw.split(",")[1] for (raw,) in left] == ["ck10"]
+    # Later bad rows of an opted-out ID are dropped, not quarantined.
+    result = load(store, config, write, line(NOW, "ck1", country="USA"), name="later.csv")
+    assert (result.quarantined, result.dropped) == (0, 1)
+    assert count(store, "SELECT count(*) FROM quarantine") == 1
 
 
 def test_quarantined_rows_go_with_event_retention(store, config, write):

@@ -24,7 +24,10 @@ def test_open_applies_each_migration_once(config):
 
 def test_transaction_rolls_back_on_error(store):
     with pytest.raises(ZeroDivisionError), store.transaction() as con:
-        con.execute("INSERT INTO quarantine VALUES (1, 'f', 1, 'r', 'x', now()::TIMESTAMP)")
+        con.execute(
+            "INSERT INTO quarantine (file_id, file, line, reason, raw, quarantined_at) "
+            "VALUES (1, 'f', 1, 'r', 'x', now()::TIMESTAMP)"
+        )
         raise ZeroDivisionError
     assert store.con.execute("SELECT count(*) FROM quarantine").fetchone()[0] == 0
 

@@ -38,6 +38,7 @@ PER_DEVICE_TABLES: list[tuple[str, str, str]] = [
     ("seed_ids", "id", "id_type"),
     ("seed_matches", "id", "id_type"),
     ("lookalike_members", "id", "id_type"),
+    ("quarantine", "id", "id_type"),  # bad rows that carried a valid ID
 ]
 
 
@@ -52,7 +53,7 @@ def forget(
 
     Runs inside the caller's transaction. Devices we had are queued in
     ``identity_removals`` so the next sync removes them from destinations.
-    ``keep_events`` (expiry): raw events, stored or quarantined, stay until retention.
+    ``keep_events`` (expiry): raw events stay until retention.
     """
     con.execute(
         f"""
@@ -73,25 +74,7 @@ def forget(
             """
         ).fetchone()[0]
         deleted[table] = deleted.get(table, 0) + count
-    if not keep_events:
-        deleted["quarantine"] = _forget_quarantined(con, keys)
     return deleted
-
-
-def _forget_quarantined(con: duckdb.DuckDBPyConnection, keys: str) -> int:
-    """Delete the quarantined rows whose text holds one of the IDs: bad rows are kept as
-    text, so the ID is looked for among each row's fields (split on the delimiters of
-    CSV, TSV and JSON), in either case."""
-    return con.execute(
-        f"""
-        DELETE FROM quarantine WHERE rowid IN (
-            SELECT row FROM (
-                SELECT rowid AS row,
-                       unnest(regexp_split_to_array(lower(raw), '[,\\t"\\s{{}}]+')) AS field
-                FROM quarantine)
-            WHERE field IN (SELECT lower(id) FROM {keys}))
-        """
-    ).fetchone()[0]
 
 
 def optout(

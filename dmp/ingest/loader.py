@@ -235,13 +235,14 @@ def _stage(con: duckdb.DuckDBPyConnection, source: readers.Source, limits: Limit
 
 
 def _drop_opted_out(con: duckdb.DuckDBPyConnection) -> None:
-    """A person's opt-out wins over their device's logs: such rows are counted, never kept."""
+    """A person's opt-out wins over their device's logs, good or bad: such rows are
+    counted, never kept (not even in quarantine)."""
     if con.execute("SELECT count(*) FROM optouts").fetchone()[0] == 0:
         return
     con.execute(
         """
-        UPDATE staged s SET reason = 'opted_out'
-        WHERE reason IS NULL
+        UPDATE staged s SET reason = 'opted_out', raw = NULL
+        WHERE (reason IS NULL OR reason <> 'blank_line')
           AND EXISTS (SELECT 1 FROM optouts o WHERE o.id = s.id AND o.id_type = s.id_type)
         """
     )
@@ -378,11 +379,11 @@ def _quarantine(con: duckdb.DuckDBPyConnection, file_id: int, file: str, now: da
     record the reader refused, emails removed from their text."""
     con.execute(
         f"""
-        INSERT INTO quarantine
-        SELECT $file_id, $file, b.line, s.reason, s.raw, $now
+        INSERT INTO quarantine (file_id, file, line, reason, raw, quarantined_at, id, id_type)
+        SELECT $file_id, $file, b.line, s.reason, s.raw, $now, s.id, s.id_type
         FROM staged s JOIN bad_lines b ON s.rowid = b.staged_row
         UNION ALL
-        SELECT $file_id, $file, line, 'malformed_row', {redact_emails("raw")}, $now
+        SELECT $file_id, $file, line, 'malformed_row', {redact_emails("raw")}, $now, NULL, NULL
         FROM rejected_lines
         """,
         {"file_id": file_id, "file": file, "now": now},
