@@ -211,6 +211,28 @@ def test_line_numbers_where_line_text_misleads(store, config, write, lines, expe
     assert rows(store, "SELECT line, raw FROM quarantine ORDER BY line") == expected
 
 
+def test_no_raw_email_is_stored_however_it_is_written(store, config, write):
+    lines = [
+        "2026-11-19T10:00:00Z,jane@example.com,cookie,,,,",  # an email as a cookie ID
+        "2026-11-19T10:00:01Z,ck1,cookie,https://a.example/?e=j%C3%B6rg%2540example.com,"
+        "signup dan@example.com,news|a@example.com,",
+        "2026-11-19T10:00:02Z,ck1,cookie,https://a.example/?e=jörg@bücher.de,,,"
+        "\tTab@Example.com\u00a0",
+    ]
+    path = write("pii2.csv", "ts,id,id_type,url,event,category,hem\n" + "\n".join(lines) + "\n")
+    [result] = ingest(store, config, path)
+    assert (result.loaded, result.reasons) == (2, {"bad_id": 1})
+    hem = hashlib.sha256(b"tab@example.com").hexdigest()
+    assert rows(store, "SELECT linked_id FROM id_links") == [(hem,)]
+    jsonl = json.dumps({"ts": "soon", "id": "ck2", "id_type": "cookie", "url": "?u=ann@x.org"})
+    path = write("pii.jsonl", jsonl.replace("@", "\\u0040") + "\n")
+    assert ingest(store, config, path)[0].quarantined == 1
+    for table in ("events", "quarantine", "id_links", "devices"):
+        text = str(rows(store, f"SELECT * FROM {table}")).lower()
+        for marker in ("@", "%40", "%2540", "u0040", "jane", "dan", "ann"):
+            assert marker not in text, (table, marker)
+
+
 def test_limited_ad_tracking_maid_is_dropped_and_counted_not_quarantined(store, config, write):
     zero = "00000000-0000-0000-0000-000000000000"
     path = write("lat.csv", HEADER + f"2026-11-19T10:00:00Z,{zero},idfa,,,,,,,\n")

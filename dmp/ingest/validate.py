@@ -38,7 +38,11 @@ _UUID = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]
 _OTHER_FIELDS = ("url", "event", "category", "keywords", "country", "consent", "gpc")
 EMAIL = r"[^@\s]+@[^@\s]+\.[^@\s]+"
 # An email address inside other text (a URL's query string, keywords, a bad row).
-_EMAIL_IN_TEXT = r"[A-Za-z0-9._%+-]+(?:@|%40)[A-Za-z0-9.-]+\.[A-Za-z]{2,}"
+# Also written with an escaped @ (URL, twice-URL or JSON escapes) or an escaped dot.
+_AT_SIGNS = ("@", "%40", "%2540", "\\u0040")
+_EMAIL_IN_TEXT = r"[\pL\pN._%+'-]+(?:@|%40|%2540|\\u0040)[\pL\pN.-]+(?:\.|%2[Ee])\pL{2,}".replace(
+    "'", "''"
+)
 
 
 def _text(col: str) -> str:
@@ -67,27 +71,33 @@ def maid_sql(col: str) -> str:
 
 
 def hem_sql(col: str) -> str:
-    """A hashed email: SHA-256 hex, lower-cased. A raw email is normalised (trimmed,
-    lower-cased) and hashed on arrival, never stored. NULL when it is neither."""
+    """A hashed email: SHA-256 hex, lower-cased. A raw email is normalised (trimmed of
+    any white space, lower-cased) and hashed on arrival, never stored. NULL when it is
+    neither."""
+    value = f"trim({col}, chr(32) || chr(9) || chr(10) || chr(13) || chr(160))"
     return (
-        f"CASE WHEN regexp_full_match({col}, '[0-9a-fA-F]{{64}}') THEN lower({col}) "
-        f"WHEN regexp_full_match({col}, '{EMAIL}') THEN sha256(lower({col})) END"
+        f"CASE WHEN regexp_full_match({value}, '[0-9a-fA-F]{{64}}') THEN lower({value}) "
+        f"WHEN regexp_full_match({value}, '{EMAIL}') THEN sha256(lower({value})) END"
     )
 
 
 def redact_emails(col: str) -> str:
     """``col`` with every email address in it replaced, so that none is stored; only
-    text holding an @ (or its URL escape %40) pays for the regular expression."""
+    text holding an @ (or an escape of it) pays for the regular expression."""
+    holds = " OR ".join(f"contains({col}, '{at}')" for at in _AT_SIGNS)
     return (
-        f"CASE WHEN contains({col}, '@') OR contains({col}, '%40') "
+        f"CASE WHEN {holds} "
         f"THEN regexp_replace({col}, '{_EMAIL_IN_TEXT}', '[email removed]', 'g') "
         f"ELSE {col} END"
     )
 
 
 def cookie_sql(col: str) -> str:
-    """A cookie ID is opaque but printable ASCII without spaces (RFC 6265 values)."""
-    return f"CASE WHEN regexp_full_match({col}, '[!-~]+') THEN {col} END"
+    """A cookie ID is opaque but printable ASCII without spaces (RFC 6265 values), and
+    never holds an @: an email address is no cookie ID and must not be stored as one."""
+    return (
+        f"CASE WHEN regexp_full_match({col}, '[!-~]+') AND NOT contains({col}, '@') THEN {col} END"
+    )
 
 
 def _after_scheme(url: str) -> str:
@@ -170,6 +180,7 @@ def staged_sql(source: Source) -> str:
     )
     maid_types = ", ".join(f"'{t}'" for t in MAID_TYPES)
     cleaned = ", ".join(f"{_text(name)} AS {name}" for name in CANONICAL)
+    redacted = ", ".join(f"{redact_emails(name)} AS {name}" for name in ("event", "category"))
 
     def bad(name: str, expr: str) -> str:
         return f"CASE WHEN reason IS NOT NULL AND reason <> 'blank_line' THEN {expr} END AS {name}"
@@ -178,7 +189,7 @@ def staged_sql(source: Source) -> str:
     WITH src AS ({source.sql}),
     cleaned AS (SELECT * REPLACE ({cleaned}) FROM src),
     typed AS (
-        SELECT *,
+        SELECT * REPLACE ({redacted}),
             CASE WHEN id_type = 'cookie' THEN 'cookie'
                  WHEN lower(id_type) IN ({maid_types}) THEN 'maid'
                  WHEN lower(id_type) = 'cookie' THEN 'cookie' END AS n_id_type,
