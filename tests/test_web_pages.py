@@ -72,18 +72,21 @@ def test_repeated_wrong_passwords_lock_the_name_for_a_while(app):
     login(client, "root")  # other names are not locked
 
 
-def test_login_throttle_lets_a_name_try_again_once_failures_age():
+def test_login_throttle_lets_a_name_try_again_once_attempts_age():
     now = [0.0]
     throttle = LoginThrottle(limit=2, window_seconds=60, clock=lambda: now[0])
-    throttle.failed("name:a")
+    assert throttle.attempt("a") == 0
     now[0] = 30
-    throttle.failed("name:a")
-    assert throttle.wait("name:a") == 30  # until the first failure is a minute old
+    assert throttle.attempt("a") == 0
+    assert throttle.attempt("a") == 30  # until the first attempt is a minute old
     now[0] = 60.5
-    assert throttle.wait("name:a") == 0
-    throttle.failed("name:a")
-    throttle.succeeded("name:a")
-    assert throttle.wait("name:a") == 0 and throttle.failures == {}
+    assert throttle.attempt("a") == 0
+    throttle.succeeded("a")
+    assert throttle.attempts == {}
+    now[0] = 200  # old names are forgotten
+    throttle.attempt("b")
+    assert list(throttle.attempts) == ["b"]
+    assert LoginThrottle(limit=0, window_seconds=60).attempt("a") == 0
 
 
 def test_every_page_renders_for_a_buyer_with_security_headers(app):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import hmac
+import math
 import secrets
 import threading
 import time
@@ -33,42 +34,46 @@ SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 
 class LoginThrottle:
-    """Failed log-ins per key (a user name, a client address) within a sliding window;
-    a key with ``limit`` of them is refused until the oldest leaves the window, so a
-    password guesser gets a handful of tries, not thousands. In memory: one process
-    serves the dashboard."""
+    """Log-in attempts per user name within a sliding window: a name with ``limit``
+    attempts that were not successes is refused until the oldest leaves the window,
+    so a password guesser gets a handful of tries, not thousands (``limit`` 0: off).
+    An attempt is counted before the password is checked, so parallel guesses cannot
+    slip past the limit; a success forgets them. Per name only: behind a proxy every
+    client has the same address, and locking it would lock everyone out. In memory:
+    one process serves the dashboard."""
 
     def __init__(self, limit: int, window_seconds: float, clock=time.monotonic):
         self.limit, self.window, self.clock = limit, window_seconds, clock
-        self.failures: dict[str, deque[float]] = {}
+        self.attempts: dict[str, deque[float]] = {}
         self.lock = threading.Lock()
+        self.pruned = clock()
 
-    def wait(self, key: str, limit: int | None = None) -> float:
-        """Seconds before ``key`` may try again (0: now)."""
+    def attempt(self, key: str) -> float:
+        """Count an attempt for ``key``, or refuse it: the seconds to wait (0: go on)."""
+        if self.limit <= 0:
+            return 0.0
         with self.lock:
-            times = self._recent(key)
-            if len(times) < (limit or self.limit):
-                return 0.0
-            return times[-(limit or self.limit)] + self.window - self.clock()
-
-    def failed(self, *keys: str) -> None:
-        with self.lock:
-            if len(self.failures) > 10_000:  # forget keys whose failures are all old
-                for key in list(self.failures):
-                    self._recent(key)
-            for key in keys:
-                self.failures.setdefault(key, deque()).append(self.clock())
+            now = self.clock()
+            if now - self.pruned > self.window:  # forget names whose attempts are all old
+                for name in list(self.attempts):
+                    self._recent(name, now)
+                self.pruned = now
+            times = self._recent(key, now)
+            if len(times) >= self.limit:
+                return times[-self.limit] + self.window - now
+            self.attempts.setdefault(key, times).append(now)
+            return 0.0
 
     def succeeded(self, key: str) -> None:
         with self.lock:
-            self.failures.pop(key, None)
+            self.attempts.pop(key, None)
 
-    def _recent(self, key: str) -> deque[float]:
-        times = self.failures.get(key, deque())
-        while times and times[0] <= self.clock() - self.window:
+    def _recent(self, key: str, now: float) -> deque[float]:
+        times = self.attempts.get(key, deque())
+        while times and times[0] <= now - self.window:
             times.popleft()
         if not times:
-            self.failures.pop(key, None)
+            self.attempts.pop(key, None)
         return times
 
 
@@ -128,19 +133,17 @@ def login():
     if request.method == "POST":
         name = request.form.get("name", "")
         throttle: LoginThrottle = current_app.extensions["dmp.login_throttle"]
-        # Per name, and per address at four times the limit (many users may share
-        # one address behind a proxy).
-        keys = (f"name:{name.strip().lower()}", f"addr:{request.remote_addr}")
-        wait = max(throttle.wait(keys[0]), throttle.wait(keys[1], 4 * throttle.limit))
+        key = name.strip().lower()
+        wait = throttle.attempt(key)
         if wait > 0:
-            flash(f"Too many failed log-ins: try again in {max(1, round(wait / 60))} minute(s).")
+            minutes = math.ceil(wait / 60)
+            flash(f"Too many failed log-ins for this name: try again in {minutes} minute(s).")
             return render_template("login.html"), 429
         user = users.authenticate(db(), name, request.form.get("password", ""))
         if user is None:
-            throttle.failed(*keys)
             flash("Wrong name or password.")
         else:
-            throttle.succeeded(keys[0])
+            throttle.succeeded(key)
             session.clear()
             session.permanent = True
             session.update(user_id=user["user_id"], login_at=time.time())
