@@ -41,7 +41,7 @@ def refresh_decisions(store: Store, config: Config, now: datetime | None = None)
             """
             SELECT DISTINCT e.consent FROM events e
             WHERE e.file_id > coalesce(
-                    (SELECT last_file_id FROM consent_scans WHERE policy = $policy), -1)
+                    (SELECT max(last_file_id) FROM consent_scans WHERE policy = $policy), -1)
               AND e.consent IS NOT NULL AND NOT EXISTS (
                 SELECT 1 FROM consent_decisions c
                 WHERE c.consent = e.consent AND c.policy = $policy)
@@ -56,10 +56,8 @@ def refresh_decisions(store: Store, config: Config, now: datetime | None = None)
         if rows:
             con.executemany("INSERT INTO consent_decisions VALUES (?, ?, ?, ?, ?)", rows)
         if last is not None:
-            con.execute(
-                "INSERT OR REPLACE INTO consent_scans VALUES ($policy, $last)",
-                {**params, "last": last},
-            )
+            scanned = {**params, "last": last}
+            con.execute("INSERT INTO consent_scans VALUES ($policy, $last)", scanned)
     invalid = sum(1 for row in rows if not row[2])
     return {"decided": len(rows), "undecodable": invalid}
 

@@ -316,6 +316,10 @@ class Runner:
     def _insert(
         self, name: str, trigger: str, status: str, now: datetime, error: str | None = None
     ) -> JobRun:
+        """Record a run; runs older than ``store.history_days`` go at the same time, so a
+        long-running scheduler keeps the history trimmed too."""
+        keep_after = now - timedelta(days=self.config.get("store.history_days"))
+        self._write("DELETE FROM job_runs WHERE started_at < ?", [keep_after])
         finished = None if status == "running" else now
         (run_id,) = self._write(
             """
@@ -328,16 +332,12 @@ class Runner:
 
     def _close_orphans(self) -> None:
         """'running' rows left by a process that died mid-run: this process owns the file
-        now, so those runs are over, and their uncommitted transactions are gone. Runs
-        older than ``store.history_days`` go."""
-        now = self.clock()
+        now, so those runs are over, and their uncommitted transactions are gone."""
         self._write(
             "UPDATE job_runs SET status = 'interrupted', finished_at = ?, error = ? "
             "WHERE status = 'running'",
-            [now, "the process running it ended first; its open transaction was lost"],
+            [self.clock(), "the process running it ended first; its open transaction was lost"],
         )
-        keep_after = now - timedelta(days=self.config.get("store.history_days"))
-        self._write("DELETE FROM job_runs WHERE started_at < ?", [keep_after])
 
     def _write(self, sql: str, params: list) -> tuple | None:
         with self.store.cursor() as cur:
