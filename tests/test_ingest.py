@@ -233,6 +233,13 @@ def test_no_raw_email_is_stored_however_it_is_written(store, config, write):
             assert marker not in text, (table, marker)
 
 
+def test_a_rejected_file_message_quotes_no_email(store, config, write):
+    path = write("nohdr.csv", "2026-11-19T10:00:00Z,ck1,cookie,https://a.example/?u=ann@x.org\n")
+    [result] = ingest(store, config, path)
+    assert result.status == "rejected" and "missing required column" in result.error
+    assert "@" not in str(rows(store, "SELECT * FROM ingested_files"))
+
+
 def test_limited_ad_tracking_maid_is_dropped_and_counted_not_quarantined(store, config, write):
     zero = "00000000-0000-0000-0000-000000000000"
     path = write("lat.csv", HEADER + f"2026-11-19T10:00:00Z,{zero},idfa,,,,,,,\n")

@@ -15,6 +15,7 @@ import fnmatch
 import gzip
 import hashlib
 import json
+import re
 import shutil
 import zlib
 from collections.abc import Mapping
@@ -48,6 +49,7 @@ FORMATS = {
     ".ndjson": "jsonl",
     ".parquet": "parquet",
 }
+_EMAIL = re.compile(r"[^\s@'\"]+@[^\s@'\"]+\.[^\s@'\"]+")
 REJECTS_TABLE = "ingest_reject_errors"
 REJECTS_SCAN_TABLE = "ingest_reject_scans"
 _CHUNK = 1 << 20
@@ -177,7 +179,9 @@ def _map_headers(path: Path, headers: list[str], layout: Layout) -> dict[str, st
         seen[target] = header
     missing = [c for c in REQUIRED if c not in seen and c not in layout.constants]
     if missing:
-        found = ", ".join(repr(h) for h in headers[:20]) or "nothing"
+        # A file without a header shows its first record here: no email in the message.
+        found = ", ".join(repr(_EMAIL.sub("[email removed]", h)) for h in headers[:20])
+        found = found or "nothing"
         hint = f" (layout {layout.name!r})" if layout.name else " (or use --layout)"
         raise RejectedFile(
             f"{path.name}: missing required column(s) {', '.join(missing)}{hint}; "
