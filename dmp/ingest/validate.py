@@ -40,9 +40,7 @@ EMAIL = r"[^@\s]+@[^@\s]+\.[^@\s]+"
 # An email address inside other text (a URL's query string, keywords, a bad row).
 # Also written with an escaped @ (URL, twice-URL or JSON escapes) or an escaped dot.
 _AT_SIGNS = ("@", "%40", "%2540", "\\u0040")
-_EMAIL_IN_TEXT = r"[\pL\pN._%+'-]+(?:@|%40|%2540|\\u0040)[\pL\pN.-]+(?:\.|%2[Ee])\pL{2,}".replace(
-    "'", "''"
-)
+_EMAIL_IN_TEXT = r"[\pL\pN._%+'-]+(?:@|%40|%2540|\\u0040)[\pL\pN.-]+(?:\.|%2[Ee])\pL{2,}"
 
 
 def _text(col: str) -> str:
@@ -85,9 +83,10 @@ def redact_emails(col: str) -> str:
     """``col`` with every email address in it replaced, so that none is stored; only
     text holding an @ (or an escape of it) pays for the regular expression."""
     holds = " OR ".join(f"contains({col}, '{at}')" for at in _AT_SIGNS)
+    pattern = _EMAIL_IN_TEXT.replace("'", "''")  # as a SQL string literal
     return (
         f"CASE WHEN {holds} "
-        f"THEN regexp_replace({col}, '{_EMAIL_IN_TEXT}', '[email removed]', 'g') "
+        f"THEN regexp_replace({col}, '{pattern}', '[email removed]', 'g') "
         f"ELSE {col} END"
     )
 
