@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import gzip
 import os
 import subprocess
@@ -19,6 +20,30 @@ from dmp.store import open_store
 
 # Tests run "now" at a fixed instant; timestamps in fixtures are relative to it.
 NOW = datetime(2026, 11, 20, 12, 0, 0)  # noqa: DTZ001 (UTC, as stored)
+
+
+def profiled_world(folder: Path, devices: int, events: int) -> tuple[Path, list[dict]]:
+    """A generated world (planted personas, every site categorised) ingested, through
+    the identity pass and profiled in an instance under ``folder``: the database file,
+    to copy per test, and the ground truth rows."""
+    from dmp.generate import World
+    from dmp.identity import maintain
+    from dmp.ingest import ingest_files
+    from dmp.interests.profiles import build_profiles
+
+    summary = World(devices=devices, events=events, seed=11, now=NOW, categorised_share=1.0).write(
+        folder / "world"
+    )
+    config = load_config(folder / "home", env={})
+    with open_store(config) as store:
+        ingest_files(store, config, summary["files"], now=NOW)
+        maintain(store, config, NOW)
+        build_profiles(store, config, NOW)
+    with open(summary["truth"]) as handle:
+        truth = list(csv.DictReader(handle))
+    return folder / "home" / "dmp.duckdb", truth
+
+
 TABLES = ("events", "devices", "id_links", "quarantine", "ingested_files")
 
 

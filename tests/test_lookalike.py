@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import shutil
 from datetime import timedelta
@@ -14,11 +13,7 @@ import scipy.sparse as sp
 from sklearn.base import clone
 
 from dmp.errors import DmpError
-from dmp.generate import World
-from dmp.identity import maintain
 from dmp.identity.privacy import optout
-from dmp.ingest import ingest_files
-from dmp.interests.profiles import build_profiles
 from dmp.lookalike.audience import (
     create_lookalike,
     delete_lookalike,
@@ -31,26 +26,14 @@ from dmp.lookalike.model import LookalikeModel, auc
 from dmp.lookalike.seeds import delete_seed_list, upload_seed_list
 from dmp.store import open_store
 from jobs import JOBS
-from tests.conftest import NOW
+from tests.conftest import NOW, profiled_world
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """4,000 devices with planted personas, ingested and profiled once per module."""
-    folder = tmp_path_factory.mktemp("lookalike")
-    summary = World(devices=4000, events=40_000, seed=11, now=NOW, categorised_share=1.0).write(
-        folder / "world"
-    )
-    from dmp.config import load_config
-
-    config = load_config(folder / "home", env={})
-    with open_store(config) as store:
-        ingest_files(store, config, summary["files"], now=NOW)
-        maintain(store, config, NOW)
-        build_profiles(store, config, NOW)
-    with open(summary["truth"]) as handle:
-        truth = list(csv.DictReader(handle))
-    return SimpleNamespace(db=folder / "home" / "dmp.duckdb", truth=truth)
+    db, truth = profiled_world(tmp_path_factory.mktemp("lookalike"), devices=4000, events=40_000)
+    return SimpleNamespace(db=db, truth=truth)
 
 
 @pytest.fixture
