@@ -106,9 +106,10 @@ def test_every_bad_row_class_is_quarantined_with_line_and_reason(store, config, 
     assert result.quarantined == len(BAD_ROWS) + 1
     stored = rows(store, "SELECT line, reason, raw FROM quarantine ORDER BY line")
     # line 1 is the header, line 2 the good row; each bad row keeps its own line.
+    # A bad row's text is kept whole up to 4 KB, then shortened (oversized fields).
     for (_line, reason, raw), (want_reason, text) in zip(stored, BAD_ROWS, strict=False):
         assert reason == want_reason
-        assert raw == text
+        assert raw == (text if len(text) <= 4096 else f"{text[:4096]} ... ({len(text)} bytes)")
     assert [s[0] for s in stored] == list(range(3, 3 + len(BAD_ROWS) + 1))
     assert stored[-1][1:] == ("malformed_row", "2026-11-19T10:00:00Z,ck9")
 
@@ -302,7 +303,7 @@ def test_json_lines_with_malformed_and_blank_lines(store, config, write):
         (3, "malformed_row", "{not json"),
         (5, "missing_id", lines[4]),
     ]
-    assert result.ignored_columns == []
+    assert result.ignored_columns == ["extra"]
     assert rows(store, "SELECT gpc FROM events WHERE id = 'ck1'") == [(True,)]
 
 
@@ -408,3 +409,88 @@ def test_landing_moves_files_to_done_and_failed(store, config, write):
     [again] = ingest_landing(store, config, now=NOW)
     assert again.status == "skipped"
     assert len(list((landing / "done").iterdir())) == 2
+
+
+def test_json_lines_records_are_read_whatever_the_first_one_holds(store, config, write):
+    """Every record is read for the union of the file's keys: the first record's shape
+    decides nothing (it had no consent, url or categories; one spells ``ID``)."""
+    lines = [
+        json.dumps({"ts": "2026-11-19T10:00:00Z", "id": "ck0", "id_type": "cookie"}),
+        json.dumps({"ts": "2026-11-19T10:00:01Z", "ID": "ck1", "id_type": "cookie", "x": 1}),
+        json.dumps(
+            {
+                "ts": "2026-11-19T10:00:02Z",
+                "id": "ck2",
+                "id_type": "cookie",
+                "url": "https://cars.example/a",
+                "category": "2|3",
+                "consent": "CPXxRfA",
+                "gpc": 1,
+            }
+        ),
+        json.dumps({"id": "ck3"}),
+        "{not json",
+    ]
+    [result] = ingest(store, config, write("mixed.jsonl", "\n".join(lines) + "\n"))
+    assert (result.status, result.loaded, result.reasons) == (
+        "loaded",
+        3,
+        {"bad_id_type": 1, "malformed_row": 1},
+    )
+    assert result.ignored_columns == ["x"]
+    assert rows(store, "SELECT id, domain, categories, consent, gpc FROM events ORDER BY id") == [
+        ("ck0", None, None, None, None),
+        ("ck1", None, None, None, None),
+        ("ck2", "cars.example", ["2", "3"], "CPXxRfA", True),
+    ]
+    assert rows(store, "SELECT line, reason FROM quarantine ORDER BY line") == [
+        (4, "bad_id_type"),
+        (5, "malformed_row"),
+    ]
+
+
+def test_a_json_lines_file_no_record_of_which_has_an_id_is_rejected(store, config, write):
+    path = write("nothing.jsonl", json.dumps({"ts": "2026-11-19T10:00:00Z", "who": "ck"}) + "\n")
+    [result] = ingest(store, config, path)
+    assert result.status == "rejected" and "missing required column(s) id, id_type" in result.error
+
+
+@pytest.mark.parametrize("megabytes", [3, 200], ids=["refused", "skipped-by-duckdb"])
+@pytest.mark.parametrize("name", ["long.csv", "long.jsonl", "long.csv.gz"])
+def test_an_oversized_line_is_quarantined_and_counted_never_lost(
+    store, config, tmp_path, megabytes, name
+):
+    """Regression: DuckDB's readers refuse a line over ``max_line_size``, and past some
+    size skip it without a trace; such a line was neither loaded nor counted."""
+    big = "x" * (megabytes * 1_000_000)
+    if name.startswith("long.csv"):
+        records = [
+            f"2026-11-19T10:00:0{n}Z,ck{n},cookie,https://a.example/{big if n == 1 else n}"
+            for n in range(4)
+        ] + ["2026-11-19T10:00:05Z,,cookie,"]
+        text = "ts,id,id_type,url\n" + "\n".join(records) + "\n"
+        long_line, bad_line = 3, 6
+    else:
+        records = [
+            json.dumps(
+                {"ts": f"2026-11-19T10:00:0{n}Z", "id": f"ck{n}", "id_type": "cookie"}
+                | ({"url": f"https://a.example/{big}"} if n == 1 else {})
+            )
+            for n in range(4)
+        ] + [json.dumps({"ts": "2026-11-19T10:00:05Z", "id": "", "id_type": "cookie"})]
+        text = "\n".join(records) + "\n"
+        long_line, bad_line = 2, 5
+    path = tmp_path / name
+    data = text.encode()
+    path.write_bytes(gzip.compress(data, 1) if name.endswith(".gz") else data)
+    [result] = ingest(store, config, path)
+    assert (result.status, result.rows, result.loaded) == ("loaded", 5, 3)
+    assert result.reasons == {"missing_id": 1, "oversize_line": 1}
+    quarantined = rows(store, "SELECT line, reason, raw FROM quarantine ORDER BY line")
+    assert [(line, reason) for line, reason, _ in quarantined] == [
+        (long_line, "oversize_line"),
+        (bad_line, "missing_id"),
+    ]
+    shown = quarantined[0][2]
+    assert shown.startswith(records[1][:100]) and len(shown) < 300
+    assert f"({len(records[1])} bytes)" in shown

@@ -7,10 +7,13 @@ import json
 
 import pytest
 
+from dmp import tcf
+from dmp.identity.consent import refresh_decisions, usable_events_sql
 from dmp.web import create_app
 from dmp.web.collector import GIF
 from dmp.web.spool import Spool
 from jobs import ingest as ingest_job
+from tests.conftest import NOW
 
 TCF = "CPXxRfAPXxRfAAfKABENB-CgAAAAAAAAAAYgAAAAAAAA"
 
@@ -125,3 +128,53 @@ def test_cookie_sync_fills_partner_ids_through_the_ingest_job(app, config, store
     assert store.con.execute(
         "SELECT partner, cookie_id, partner_id FROM partner_ids"
     ).fetchall() == [("ttd", "our-cookie", "TDID-123")]
+
+
+def usable_ids(store, config) -> set[str]:
+    """IDs whose events may feed profiles, after the consent pass."""
+    refresh_decisions(store, config)
+    sql = f"SELECT DISTINCT id FROM ({usable_events_sql(config)})"
+    return {row[0] for row in store.con.execute(sql).fetchall()}
+
+
+def test_a_refused_consent_stays_refused_after_a_hit_without_one(app, config, store):
+    """Regression: the spool's first hit had no consent string, and the reader took
+    its columns from it, so every later hit's refusal was dropped and read as consent."""
+    refuses = tcf.encode(
+        tcf.TCString(
+            created=NOW, last_updated=NOW, purposes_consent=frozenset({2, 5, 6, 7, 8, 9, 10})
+        )
+    )
+    client = app.test_client()
+    client.get("/px.gif?id=ck-first&url=https://a.example/")
+    for n in range(30):
+        client.get(
+            f"/px.gif?id=ck-{n}&url=https://cars.example/{n}&category=2&gdpr_consent={refuses}"
+        )
+    app.extensions["dmp.spool"].rotate()
+    assert ingest_job.run(store, config)["loaded"] == 31
+    stored = store.con.execute(
+        "SELECT count(*), count(consent), count(url), count(categories) FROM events "
+        "WHERE id <> 'ck-first'"
+    ).fetchone()
+    assert stored == (30, 30, 30, 30)
+    assert usable_ids(store, config) == {"ck-first"}
+
+
+def test_one_anonymous_line_is_quarantined_alone(app, config, store):
+    """Regression: ``{"id": "x"}`` (no id_type) as a spool's first line sent the whole
+    file to failed/, losing every acknowledged event in it."""
+    lines = [json.dumps({"id": "x"})] + [
+        json.dumps({"id": f"ck-{n}", "id_type": "cookie", "url": f"https://a.example/{n}"})
+        for n in range(50)
+    ]
+    response = app.test_client().post("/collect", data="\n".join(lines))
+    assert response.get_json()["accepted"] == 51
+    app.extensions["dmp.spool"].rotate()
+    result = ingest_job.run(store, config)
+    assert (result["loaded"], result["quarantined"]) == (50, 1)
+    landing = config.path("ingest.landing")
+    assert list((landing / "failed").glob("*")) == []
+    assert store.con.execute("SELECT line, reason FROM quarantine").fetchall() == [
+        (1, "bad_id_type")
+    ]

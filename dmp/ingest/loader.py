@@ -75,6 +75,7 @@ class Limits:
     earliest: datetime
     max_id: int
     max_field: int
+    max_line: int
 
     @classmethod
     def from_config(cls, config: Config, now: datetime) -> Limits:
@@ -85,6 +86,7 @@ class Limits:
             earliest=datetime(earliest.year, earliest.month, earliest.day),  # noqa: DTZ001 (UTC)
             max_id=config.get("ingest.max_id_length"),
             max_field=config.get("ingest.max_field_length"),
+            max_line=config.get("ingest.max_line_bytes"),
         )
 
 
@@ -155,9 +157,10 @@ def ingest_file(
         if not path.is_file():
             raise RejectedFile(f"{path}: no such file")
         result.format, gzipped = readers.detect_format(path)
-        sha256, size = readers.fingerprint(path, gzipped)
+        scan = readers.fingerprint(path, gzipped, limits.max_line)
     except RejectedFile as exc:
         return _reject(store, result, str(exc), "", 0, started)
+    sha256, size = scan.sha256, scan.size
     if _already_loaded(store, sha256):
         result.status = "skipped"
         return result
@@ -165,11 +168,14 @@ def ingest_file(
     con = store.con
     try:
         # Staging writes only temp tables, so it runs before the transaction.
-        source = readers.open_source(con, path, result.format, gzipped, layout, tmp)
+        source = readers.open_source(
+            con, path, result.format, gzipped, layout, tmp, limits.max_line
+        )
         result.ignored_columns = source.ignored_columns
         big = size >= config.get("ingest.progress_min_bytes")
         with _watch(con, path.name, progress if big else None):
             _stage(con, source, limits)
+        _set_aside_long_lines(con, scan.long_lines)
         _drop_opted_out(con)
         _count(con, result)
         _locate_bad_rows(con, source)
@@ -215,7 +221,10 @@ def _stage(con: duckdb.DuckDBPyConnection, source: readers.Source, limits: Limit
     finally:
         con.execute("SET SESSION preserve_insertion_order = true")
     if not source.has_rejects:
-        con.execute("CREATE OR REPLACE TEMP TABLE rejected_lines (line BIGINT, raw VARCHAR)")
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE rejected_lines (line BIGINT, raw VARCHAR);"
+            "CREATE OR REPLACE TEMP TABLE rejected_line_sizes (line BIGINT)"
+        )
         return
     bad_encoding = con.execute(
         f"SELECT min(line) FROM {readers.REJECTS_TABLE} WHERE error_type = 'INVALID ENCODING'"
@@ -229,7 +238,31 @@ def _stage(con: duckdb.DuckDBPyConnection, source: readers.Source, limits: Limit
         CREATE OR REPLACE TEMP TABLE rejected_lines AS
         SELECT line, any_value(csv_line) AS raw
         FROM {readers.REJECTS_TABLE}
-        GROUP BY line
+        GROUP BY line;
+        CREATE OR REPLACE TEMP TABLE rejected_line_sizes AS
+        SELECT DISTINCT line FROM {readers.REJECTS_TABLE}
+        WHERE error_type = 'LINE SIZE OVER MAXIMUM'
+        """
+    )
+
+
+def _set_aside_long_lines(
+    con: duckdb.DuckDBPyConnection, found: list[tuple[int, int, str]]
+) -> None:
+    """``long_lines``: lines over ``ingest.max_line_bytes``, quarantined as
+    ``oversize_line`` with their first bytes. DuckDB refuses such a line (then it is
+    among the rejected lines) or, past some size, skips it without a trace: the
+    fingerprint pass found them all, so none is lost uncounted."""
+    con.execute("CREATE OR REPLACE TEMP TABLE long_lines (line BIGINT, bytes BIGINT, raw VARCHAR)")
+    if found:
+        con.executemany("INSERT INTO long_lines VALUES (?, ?, ?)", found)
+    con.execute(
+        """
+        INSERT INTO long_lines
+        SELECT line, NULL, left(raw, 200) FROM rejected_lines
+        WHERE line IN (SELECT line FROM rejected_line_sizes)
+          AND line NOT IN (SELECT line FROM long_lines);
+        DELETE FROM rejected_lines WHERE line IN (SELECT line FROM long_lines);
         """
     )
 
@@ -255,6 +288,8 @@ def _count(con: duckdb.DuckDBPyConnection, result: FileResult) -> None:
         SELECT reason, count(*) FROM staged GROUP BY reason
         UNION ALL
         SELECT 'malformed_row', count(*) FROM rejected_lines HAVING count(*) > 0
+        UNION ALL
+        SELECT 'oversize_line', count(*) FROM long_lines HAVING count(*) > 0
         """
     ).fetchall()
     reasons: dict[str, int] = {}
@@ -293,8 +328,11 @@ def _locate_bad_rows(con: duckdb.DuckDBPyConnection, source: readers.Source) -> 
 def _find_lines(con: duckdb.DuckDBPyConnection, source: readers.Source) -> None:
     """The reads of ``_locate_bad_rows``, the cheap one first."""
     params = {"offset": source.line_offset}
-    skipped = "SELECT line FROM rejected_lines"  # lines that hold no staged record
-    if source.lines_sql and _read_lines(con, source):
+    # Lines that hold no staged record.
+    skipped = "SELECT line FROM rejected_lines UNION ALL SELECT line FROM long_lines"
+    # The whole-line reader would skip a long line silently, numbering the rest wrong.
+    no_long_lines = not con.execute("SELECT count(*) FROM long_lines").fetchone()[0]
+    if source.lines_sql and no_long_lines and _read_lines(con, source):
         # The CSV reader skips blank lines, except in a file of one column.
         blank = "blank" if source.columns > 1 else "false"
         where = (
@@ -385,6 +423,11 @@ def _quarantine(con: duckdb.DuckDBPyConnection, file_id: int, file: str, now: da
         UNION ALL
         SELECT $file_id, $file, line, 'malformed_row', {redact_emails("raw")}, $now, NULL, NULL
         FROM rejected_lines
+        UNION ALL
+        SELECT $file_id, $file, line, 'oversize_line',
+               {redact_emails("raw")} || ' ... (' || coalesce(bytes || ' bytes', 'too long') || ')',
+               $now, NULL, NULL
+        FROM long_lines
         """,
         {"file_id": file_id, "file": file, "now": now},
     )
@@ -563,6 +606,8 @@ def _drop_scratch(con: duckdb.DuckDBPyConnection) -> None:
         "bad_lines",
         "fresh_devices",
         "rejected_lines",
+        "rejected_line_sizes",
+        "long_lines",
         readers.REJECTS_TABLE,
         readers.REJECTS_SCAN_TABLE,
     ):

@@ -18,7 +18,7 @@ import json
 import re
 import shutil
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,6 +53,7 @@ _EMAIL = re.compile(r"[^\s@'\"]+@[^\s@'\"]+\.[^\s@'\"]+")
 REJECTS_TABLE = "ingest_reject_errors"
 REJECTS_SCAN_TABLE = "ingest_reject_scans"
 _CHUNK = 1 << 20
+LINE_MARGIN = 64
 
 
 @dataclass(frozen=True)
@@ -115,31 +116,95 @@ def detect_format(path: Path) -> tuple[str, bool]:
     return fmt, gzipped
 
 
-def fingerprint(path: Path, gzipped: bool) -> tuple[str, int]:
+@dataclass
+class FileScan:
+    """What one pass over a file's bytes tells before DuckDB reads it."""
+
+    sha256: str
+    size: int
+    long_lines: list[tuple[int, int, str]]  # (line, bytes, the line's first bytes) over the cap
+
+
+def fingerprint(path: Path, gzipped: bool, max_line: int) -> FileScan:
     """SHA-256 of the file's bytes and its size; a gzip file is fully inflated to prove it whole.
 
     DuckDB reads a truncated gzip up to the break without complaint, so the
-    check has to happen here, in the same pass as the hash.
+    check has to happen here, in the same pass as the hash. The same pass notes
+    lines longer than ``max_line`` bytes: DuckDB's readers refuse those, and past
+    a size drop them without a word, so the loader quarantines them from here.
     """
     digest = hashlib.sha256()
     inflater = zlib.decompressobj(wbits=31) if gzipped else None
+    # DuckDB is told ``max_line``; past it, a line is refused or dropped. A little
+    # beyond it (line ends counted differently) is surely one of those.
+    lines = _LineLengths(max(max_line, _CHUNK) + LINE_MARGIN)
     size = 0
     with path.open("rb") as handle:
         while chunk := handle.read(_CHUNK):
             size += len(chunk)
             digest.update(chunk)
-            if inflater is not None:
-                inflater = _inflate(path, inflater, chunk)
+            if inflater is None:
+                lines.feed(chunk)
+            else:
+                inflater = _inflate(path, inflater, chunk, lines.feed)
     if inflater is not None and not inflater.eof:
         raise RejectedFile(f"{path.name}: broken gzip (the stream ends early; truncated upload?)")
-    return digest.hexdigest(), size
+    lines.end()
+    return FileScan(digest.hexdigest(), size, lines.long)
 
 
-def _inflate(path: Path, inflater, chunk: bytes):
-    """Feed a chunk through gzip, following concatenated members."""
+class _LineLengths:
+    """Finds lines over ``limit`` bytes (at least a chunk) in a stream of chunks at
+    memchr speed: a line longer than a chunk ends in a chunk's first newline, or runs
+    through the whole chunk."""
+
+    PREFIX = 200  # bytes of a long line kept to show in quarantine
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.line, self.length = 1, 0
+        self.prefix = b""
+        self.long: list[tuple[int, int, str]] = []
+
+    def feed(self, chunk: bytes) -> None:
+        first = chunk.find(b"\n")
+        if first < 0:
+            self._grow(chunk)
+            return
+        self._grow(chunk[:first])
+        self._end_line()
+        self.line += chunk.count(b"\n", first + 1)
+        last = chunk.rfind(b"\n")
+        self.prefix, self.length = b"", 0
+        self._grow(chunk[last + 1 :])
+
+    def end(self) -> None:
+        if self.length:
+            self._end_line()
+
+    def _grow(self, part: bytes) -> None:
+        if len(self.prefix) < self.PREFIX:
+            self.prefix += part[: self.PREFIX - len(self.prefix)]
+        self.length += len(part)
+
+    def _end_line(self) -> None:
+        if self.length > self.limit:
+            self.long.append((self.line, self.length, self.prefix.decode("utf-8", "ignore")))
+        self.line += 1
+        self.prefix, self.length = b"", 0
+
+
+def _inflate(path: Path, inflater, chunk: bytes, out: Callable[[bytes], None]):
+    """Feed a chunk through gzip, following concatenated members; ``out`` gets the text,
+    a chunk at a time (a small chunk may inflate to gigabytes)."""
     while chunk:
         try:
-            inflater.decompress(chunk, 0)
+            text = inflater.decompress(chunk, _CHUNK)
+            out(text)
+            # A full answer may leave input, or output zlib still holds: ask again.
+            while not inflater.eof and (inflater.unconsumed_tail or len(text) == _CHUNK):
+                text = inflater.decompress(inflater.unconsumed_tail, _CHUNK)
+                out(text)
         except zlib.error as exc:
             raise RejectedFile(f"{path.name}: broken gzip ({exc})") from None
         chunk = inflater.unused_data
@@ -177,17 +242,23 @@ def _map_headers(path: Path, headers: list[str], layout: Layout) -> dict[str, st
                 f"{path.name}: columns {seen[target]!r} and {header!r} both map to {target!r}"
             )
         seen[target] = header
-    missing = [c for c in REQUIRED if c not in seen and c not in layout.constants]
+    _check_required(path, list(seen), headers, layout)
+    return seen
+
+
+def _check_required(path: Path, found: list[str], headers: list[str], layout: Layout) -> None:
+    """Refuse a file none of whose columns feed a required one: a wrong layout or
+    delimiter, not a few bad records."""
+    missing = [c for c in REQUIRED if c not in found and c not in layout.constants]
     if missing:
         # A file without a header shows its first record here: no email in the message.
-        found = ", ".join(repr(_EMAIL.sub("[email removed]", h)) for h in headers[:20])
-        found = found or "nothing"
+        shown = ", ".join(repr(_EMAIL.sub("[email removed]", h)) for h in headers[:20])
+        shown = shown or "nothing"
         hint = f" (layout {layout.name!r})" if layout.name else " (or use --layout)"
         raise RejectedFile(
             f"{path.name}: missing required column(s) {', '.join(missing)}{hint}; "
-            f"found {found}. Is the delimiter or layout right?"
+            f"found {shown}. Is the delimiter or layout right?"
         )
-    return seen
 
 
 @dataclass
@@ -211,7 +282,7 @@ class Source:
         return "hash(" + ", ".join(f"f{i}" for i in range(self.columns)) + ")"
 
 
-def _select_canonical(mapping: Mapping[str, str], layout: Layout, expr) -> str:
+def _select_canonical(mapping: Mapping, layout: Layout, expr) -> str:
     """One VARCHAR column per canonical name, fed by ``expr(file_column)``."""
     parts: list[str] = []
     for name in CANONICAL:
@@ -233,17 +304,24 @@ def _ident(name: str) -> str:
 
 
 def open_source(
-    con: duckdb.DuckDBPyConnection, path: Path, fmt: str, gzipped: bool, layout: Layout, tmp: Path
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    fmt: str,
+    gzipped: bool,
+    layout: Layout,
+    tmp: Path,
+    max_line: int,
 ) -> Source:
-    """Build the SELECT for ``path``; raises RejectedFile for whole-file problems."""
+    """Build the SELECT for ``path``; raises RejectedFile for whole-file problems.
+    Text lines over ``max_line`` bytes are left to the loader (``fingerprint``)."""
     if fmt in ("csv", "tsv"):
-        return _csv_source(path, fmt, gzipped, layout)
+        return _csv_source(path, fmt, gzipped, layout, max_line)
     if fmt == "jsonl":
-        return _jsonl_source(path, gzipped, layout)
+        return _jsonl_source(con, path, gzipped, layout, max_line)
     return _parquet_source(con, path, gzipped, layout, tmp)
 
 
-def _csv_source(path: Path, fmt: str, gzipped: bool, layout: Layout) -> Source:
+def _csv_source(path: Path, fmt: str, gzipped: bool, layout: Layout, max_line: int) -> Source:
     delim = "," if fmt == "csv" else "\t"
     headers = next(csv.reader([_first_line(path, gzipped)], delimiter=delim))
     if len(set(headers)) != len(headers) or any(not h.strip() for h in headers):
@@ -253,7 +331,7 @@ def _csv_source(path: Path, fmt: str, gzipped: bool, layout: Layout) -> Source:
     reader = (
         f"read_csv({_sql_str(str(path))}, header = true, auto_detect = false, "
         f"delim = {_sql_str(delim)}, quote = '\"', escape = '\"', columns = {columns}, "
-        f"compression = {_sql_str('gzip' if gzipped else 'none')}, "
+        f"compression = {_sql_str('gzip' if gzipped else 'none')}, max_line_size = {max_line}, "
         f"store_rejects = true, rejects_table = '{REJECTS_TABLE}', "
         f"rejects_scan = '{REJECTS_SCAN_TABLE}')"
     )
@@ -263,7 +341,7 @@ def _csv_source(path: Path, fmt: str, gzipped: bool, layout: Layout) -> Source:
     select = _select_canonical(mapping, layout, _ident)
     sql = f"SELECT {select}, {originals}, false AS malformed, false AS blank FROM {reader}"
     ignored = [h for h in headers if h not in mapping.values()]
-    lines = f"SELECT line FROM {_lines_reader(path, gzipped, rejects=False)}"
+    lines = f"SELECT line FROM {_lines_reader(path, gzipped, max_line, 'raise')}"
     # The record as a CSV writer quotes it (only fields that need quotes): a line with
     # exactly this text can only hold exactly these fields.
     written = f"concat_ws({_sql_str(delim)}, "
@@ -272,19 +350,21 @@ def _csv_source(path: Path, fmt: str, gzipped: bool, layout: Layout) -> Source:
     return Source(path.name, sql, raw, len(headers), fmt, 1, True, ignored, lines, text_key)
 
 
-def _lines_reader(path: Path, gzipped: bool, rejects: bool) -> str:
+def _lines_reader(path: Path, gzipped: bool, max_line: int, errors: str) -> str:
     """read_csv of the file's lines whole, as one column ``line``, in file order: no
-    quoting, and a delimiter (the unit separator) that never occurs in text files."""
-    store = (
-        f"store_rejects = true, rejects_table = '{REJECTS_TABLE}', "
-        f"rejects_scan = '{REJECTS_SCAN_TABLE}'"
-        if rejects
-        else "store_rejects = false"
-    )
+    quoting, and a delimiter (the unit separator) that never occurs in text files.
+    ``errors``: ``store`` unreadable lines in REJECTS_TABLE, ``skip`` or ``raise`` them."""
+    options = {
+        "store": f"store_rejects = true, rejects_table = '{REJECTS_TABLE}', "
+        f"rejects_scan = '{REJECTS_SCAN_TABLE}'",
+        "skip": "ignore_errors = true",
+        "raise": "store_rejects = false",
+    }
     return (
         f"read_csv({_sql_str(str(path))}, header = false, auto_detect = false, "
         f"delim = chr(31), quote = '', escape = '', columns = {{'line': 'VARCHAR'}}, "
-        f"compression = {_sql_str('gzip' if gzipped else 'none')}, {store})"
+        f"compression = {_sql_str('gzip' if gzipped else 'none')}, "
+        f"max_line_size = {max_line}, {options[errors]})"
     )
 
 
@@ -300,7 +380,13 @@ def _csv_field(col: str, delim: str) -> str:
     )
 
 
-def _jsonl_source(path: Path, gzipped: bool, layout: Layout) -> Source:
+def _jsonl_source(
+    con: duckdb.DuckDBPyConnection, path: Path, gzipped: bool, layout: Layout, max_line: int
+) -> Source:
+    """Each record is read for every key any record of the file carries: no record's
+    fields depend on another's shape (a spool whose first hit had no consent string
+    must not lose every later one's). A record missing a required field is
+    quarantined alone; only a file where no record has one is refused."""
     first = _first_line(path, gzipped, skip_blank=True)
     try:
         record = json.loads(first)
@@ -308,21 +394,56 @@ def _jsonl_source(path: Path, gzipped: bool, layout: Layout) -> Source:
         record = None
     if not isinstance(record, dict):
         raise RejectedFile(f"{path.name}: not JSON Lines (the first record is not an object)")
-    keys = list(record)
-    mapping = _map_headers(path, keys, layout)
-    schema = json.dumps({header: "VARCHAR" for header in mapping.values()})
-    reader = _lines_reader(path, gzipped, rejects=True)
-    parsed = (
-        "CASE WHEN json_valid(line) AND json_type(line) = 'OBJECT' "
-        f"THEN json_transform(line, {_sql_str(schema)}) END"
-    )
-    select = _select_canonical(mapping, layout, lambda h: f"j[{_sql_str(h)}]")
+    is_object = "json_valid(line) AND json_type(line) = 'OBJECT'"
+    every_line = _lines_reader(path, gzipped, max_line, "skip")
+    keys = [
+        row[0]
+        for row in con.execute(
+            f"SELECT DISTINCT unnest(json_keys(line)) FROM {every_line} WHERE {is_object} "
+            "ORDER BY 1"
+        ).fetchall()
+    ]
+    reader = _lines_reader(path, gzipped, max_line, "store")
+    sources = _json_keys_by_column(path, keys, layout)
+    used = [key for column in sources.values() for key in column]
+    # One parse of each record for most keys; DuckDB's structs ignore case, so a key
+    # that differs from another only in case is read on its own.
+    parsed_keys: dict[str, str] = {}
+    for key in used:
+        parsed_keys.setdefault(key.lower(), key)
+    schema = json.dumps({key: "VARCHAR" for key in parsed_keys.values()})
+    parsed = f"CASE WHEN {is_object} THEN json_transform(line, {_sql_str(schema)}) END"
+
+    def value(keys: list[str]) -> str:
+        values = [
+            f"j[{_sql_str(k)}]"
+            if parsed_keys[k.lower()] == k
+            else f"CASE WHEN j IS NOT NULL THEN f0->>{_sql_str(k)} END"
+            for k in keys
+        ]
+        return values[0] if len(values) == 1 else f"coalesce({', '.join(values)})"
+
+    select = _select_canonical(sources, layout, value)
     sql = (
         f"SELECT {select}, f0, j IS NULL AS malformed, trim(coalesce(f0, '')) = '' AS blank "
         f"FROM (SELECT line AS f0, {parsed} AS j FROM {reader})"
     )
-    ignored = [k for k in keys if k not in mapping.values()]
+    ignored = [k for k in keys if k not in used]
     return Source(path.name, sql, "f0", 1, "jsonl", 0, True, ignored)
+
+
+def _json_keys_by_column(path: Path, keys: list[str], layout: Layout) -> dict[str, list[str]]:
+    """canonical -> the keys that feed it, the canonical name itself first (records
+    may spell a key differently: ``ID`` in one, ``id`` in the next)."""
+    sources: dict[str, list[str]] = {}
+    for key in keys:
+        target = layout.canonical_name(key)
+        if target is not None:
+            sources.setdefault(target, []).append(key)
+    for target, feeding in sources.items():
+        feeding.sort(key=lambda k: (k != target, k))
+    _check_required(path, list(sources), keys, layout)
+    return sources
 
 
 def _parquet_source(

@@ -36,6 +36,7 @@ MAID_TYPES = ("maid", "idfa", "gaid", "aaid")
 ZERO_MAID = "00000000-0000-0000-0000-000000000000"
 _UUID = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 _OTHER_FIELDS = ("url", "event", "category", "keywords", "country", "consent", "gpc")
+RAW_MAX_BYTES = 4096  # of a bad row's text kept in quarantine
 EMAIL = r"[^@\s]+@[^@\s]+\.[^@\s]+"
 # An email address inside other text (a URL's query string, keywords, a bad row).
 # Also written with an escaped @ (URL, twice-URL or JSON escapes) or an escaped dot.
@@ -146,6 +147,16 @@ def _categories(col: str) -> str:
     )
 
 
+def _shortened(text: str) -> str:
+    """A bad row's text as quarantine keeps it: enough to find and fix the row, not
+    an oversized field's megabytes."""
+    return (
+        f"CASE WHEN strlen({text}) > {RAW_MAX_BYTES} "
+        f"THEN left({text}, {RAW_MAX_BYTES}) || ' ... (' || strlen({text}) || ' bytes)' "
+        f"ELSE {text} END"
+    )
+
+
 def staged_sql(source: Source) -> str:
     """The SELECT that turns a reader's canonical text columns into typed, checked rows.
     Bad rows keep their text (``raw``, emails removed) and the keys that find their
@@ -226,7 +237,7 @@ def staged_sql(source: Source) -> str:
     checked AS (SELECT *, {reason_case} AS reason FROM normal)
     SELECT
         reason,
-        {bad("raw", redact_emails(source.raw_expr))},
+        {bad("raw", _shortened(redact_emails(source.raw_expr)))},
         {bad("text_key", source.text_key)},
         {bad("record_key", source.record_key)},
         n_ts AS ts,
