@@ -15,6 +15,7 @@ from typing import Any
 
 from dmp.clock import utcnow
 from dmp.config import Config
+from dmp.csvsafe import write_csv
 from dmp.errors import DmpError
 from dmp.interests.taxonomy import ensure
 from dmp.segments.membership import apply_members
@@ -139,18 +140,16 @@ def _dependency_order(segments: dict[str, dict]) -> list[str]:
 
 
 def export_members(store: Store, name: str, out: Path, now: datetime | None = None) -> int:
-    """CSV ``id,id_type``, one current member a row (any segment kind)."""
+    """CSV ``id,id_type``, one current member a row (any segment kind); formula-like
+    cells neutralised (``csvsafe.write_csv``)."""
     segment = require_segment(store, name)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # COPY answers with the number of rows it wrote: the members exported.
-    return store.con.execute(
-        f"""
-        COPY (SELECT id, id_type FROM segment_members
-              WHERE segment_id = $segment AND expires_at > $now ORDER BY id_type, id)
-        TO '{str(out).replace("'", "''")}' (HEADER, DELIMITER ',')
-        """,
+    return write_csv(
+        store.con,
+        "SELECT id, id_type FROM segment_members WHERE segment_id = $segment AND expires_at > $now",
         {"segment": segment["segment_id"], "now": now or utcnow()},
-    ).fetchone()[0]
+        out,
+        order_by=("id_type", "id"),
+    )
 
 
 def dump(store: Store, folder: Path) -> list[str]:
