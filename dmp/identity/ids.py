@@ -1,7 +1,7 @@
 """Lists of IDs given by people (opt-outs, deletions, partner matches): parsed and checked.
 
-The same normalisation as ingest (``validate.maid_sql``/``cookie_sql``), so an
-ID typed on the command line finds the row a log file stored. A line that is
+The same normalisation as ingest (``validate.maid_sql``/``cookie_lookup_sql``), so
+an ID typed on the command line finds the row a log file stored. A line that is
 not a usable ID is reported with its line number; the valid ones still apply.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import duckdb
 
 from dmp.errors import DmpError
-from dmp.ingest.validate import ZERO_MAID, cookie_sql, maid_sql
+from dmp.ingest.validate import ZERO_MAID, cookie_lookup_sql, maid_sql
 
 ID_TYPES = ("cookie", "maid", "hem")
 _UUID_LIKE = "[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
@@ -65,7 +65,7 @@ def load_ids(
         )
         SELECT line, raw, id_type, CASE id_type
                 WHEN 'maid' THEN {maid_sql("value")}
-                WHEN 'cookie' THEN {cookie_sql("value")}
+                WHEN 'cookie' THEN {cookie_lookup_sql("value")}
                 WHEN 'hem' THEN CASE WHEN regexp_full_match(value, '[0-9a-fA-F]{{64}}')
                                      THEN lower(value) END
             END AS id

@@ -12,6 +12,7 @@ from datetime import datetime
 from pathlib import Path
 
 from dmp.clock import utcnow
+from dmp.csvsafe import starts_like_formula
 from dmp.errors import DmpError
 from dmp.identity.ids import read_lines
 from dmp.ingest.validate import cookie_sql
@@ -27,11 +28,12 @@ def import_matches(store: Store, partner: str, path: Path, now: datetime | None 
     now = now or utcnow()
     con = store.con
     read_lines(con, None, path)
+    first, second = "trim(split_part(raw, ',', 1))", "trim(split_part(raw, ',', 2))"
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE matches AS
-        SELECT line, raw, {cookie_sql("trim(split_part(raw, ',', 1))")} AS cookie_id,
-               {cookie_sql("trim(split_part(raw, ',', 2))")} AS partner_id,
+        SELECT line, raw, {cookie_sql(first)} AS cookie_id, {cookie_sql(second)} AS partner_id,
+               {starts_like_formula(first)} OR {starts_like_formula(second)} AS formula,
                length(raw) - length(replace(raw, ',', '')) AS commas
         FROM raw_lines WHERE trim(raw) <> '' AND lower(raw) NOT LIKE 'cookie_id,%'
         """
@@ -39,6 +41,7 @@ def import_matches(store: Store, partner: str, path: Path, now: datetime | None 
     invalid = con.execute(
         """
         SELECT line, raw, CASE WHEN commas <> 1 THEN 'expected cookie_id,partner_id'
+                               WHEN formula THEN 'starts like a spreadsheet formula (= + - @)'
                                WHEN cookie_id IS NULL THEN 'not a valid cookie ID'
                                ELSE 'not a valid partner ID' END
         FROM matches WHERE commas <> 1 OR cookie_id IS NULL OR partner_id IS NULL ORDER BY line

@@ -8,6 +8,7 @@ must not keep); every other reason sends the row to quarantine.
 
 from __future__ import annotations
 
+from dmp.csvsafe import starts_like_formula
 from dmp.ingest.readers import CANONICAL, Source
 
 REASONS = (
@@ -16,6 +17,7 @@ REASONS = (
     "missing_id",
     "oversize_field",
     "bad_id_type",
+    "formula_id",
     "bad_id",
     "limited_ad_tracking",
     "bad_timestamp",
@@ -93,11 +95,22 @@ def redact_emails(col: str) -> str:
 
 
 def cookie_sql(col: str) -> str:
-    """A cookie ID is opaque but printable ASCII without spaces (RFC 6265 values), and
-    never holds an @: an email address is no cookie ID and must not be stored as one."""
-    return (
-        f"CASE WHEN regexp_full_match({col}, '[!-~]+') AND NOT contains({col}, '@') THEN {col} END"
-    )
+    """A cookie ID we store: opaque but printable ASCII without spaces (RFC 6265
+    values), never holding an @ (an email address is no cookie ID and must not be
+    stored as one) and never starting like a spreadsheet formula, so that no stored ID
+    becomes one in a CSV file someone opens."""
+    return f"CASE WHEN {_cookie_text(col)} AND NOT {starts_like_formula(col)} THEN {col} END"
+
+
+def cookie_lookup_sql(col: str) -> str:
+    """A cookie ID to look up (opt-outs, deletions, explain): as ``cookie_sql``, but one
+    starting like a formula is taken, so erasure reaches IDs stored before such IDs
+    were refused."""
+    return f"CASE WHEN {_cookie_text(col)} THEN {col} END"
+
+
+def _cookie_text(col: str) -> str:
+    return f"regexp_full_match({col}, '[!-~]+') AND NOT contains({col}, '@')"
 
 
 def _after_scheme(url: str) -> str:
@@ -174,6 +187,7 @@ def staged_sql(source: Source) -> str:
         "missing_id": "id IS NULL",
         "oversize_field": f"{ids} OR {oversize}",
         "bad_id_type": "n_id_type IS NULL",
+        "formula_id": starts_like_formula("id"),
         "bad_id": "n_id IS NULL",
         "limited_ad_tracking": f"n_id = '{ZERO_MAID}'",
         "bad_timestamp": "n_ts IS NULL",

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import duckdb
 
+from dmp.csvsafe import starts_like_formula
 from dmp.errors import DmpError
 from dmp.ingest.validate import EMAIL, ZERO_MAID, cookie_sql, maid_sql
 
@@ -248,7 +249,7 @@ def _checks(id_type: str, max_length: int) -> tuple[str, str, str]:
             (f"{normal} IS NULL", "not a valid cookie ID (printable ASCII, no spaces)", None),
         ]
     formula = (
-        "value[1] IN ('=', '+', '-', '@') "
+        f"{starts_like_formula('value')} "
         "OR (split AND regexp_matches(line_text, '[,;\\t]\\s*[\"'']?[=+\\-@]'))"
     )
     rules = [

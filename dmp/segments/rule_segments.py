@@ -7,6 +7,7 @@ nothing.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from datetime import datetime
@@ -15,6 +16,7 @@ from typing import Any
 
 from dmp.clock import utcnow
 from dmp.config import Config
+from dmp.csvsafe import write_csv
 from dmp.errors import DmpError
 from dmp.interests.taxonomy import ensure
 from dmp.segments.membership import apply_members
@@ -28,7 +30,10 @@ from dmp.segments.registry import (
 from dmp.segments.rules import RuleError, check_cycles, compile_rule, referenced_segments
 from dmp.store import Store
 
-_FILE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+# A name that can be its own file name on any file system (lower case: one file
+# even where the file system ignores case), and what is replaced in the others.
+_PLAIN_NAME = re.compile(r"[a-z0-9][a-z0-9._-]*")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def parse_rule(text: str) -> Any:
@@ -139,26 +144,35 @@ def _dependency_order(segments: dict[str, dict]) -> list[str]:
 
 
 def export_members(store: Store, name: str, out: Path, now: datetime | None = None) -> int:
-    """CSV ``id,id_type``, one current member a row (any segment kind)."""
+    """CSV ``id,id_type``, one current member a row (any segment kind); formula-like
+    cells neutralised (``csvsafe.write_csv``)."""
     segment = require_segment(store, name)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # COPY answers with the number of rows it wrote: the members exported.
-    return store.con.execute(
-        f"""
-        COPY (SELECT id, id_type FROM segment_members
-              WHERE segment_id = $segment AND expires_at > $now ORDER BY id_type, id)
-        TO '{str(out).replace("'", "''")}' (HEADER, DELIMITER ',')
-        """,
+    return write_csv(
+        store.con,
+        "SELECT id, id_type FROM segment_members WHERE segment_id = $segment AND expires_at > $now",
         {"segment": segment["segment_id"], "now": now or utcnow()},
-    ).fetchone()[0]
+        out,
+        order_by=("id_type", "id"),
+    )
 
 
 def dump(store: Store, folder: Path) -> list[str]:
-    """Every rule segment as ``NAME.json`` ({name, description, ttl_days, rule})."""
+    """Every rule segment as one JSON file ({name, description, ttl_days, rule}), named
+    by ``_file_name``; ``apply`` reads the name from the file, not from its name."""
+    segments = list_segments(store, "rule")
+    taken: dict[str, str] = {}
+    for segment in segments:
+        key = _file_name(segment["name"]).casefold()
+        if key in taken:  # only if a plain name is another name's file name with its hash
+            raise DmpError(
+                f"segments {taken[key]!r} and {segment['name']!r} map to the same file name; "
+                "rename one of them; nothing written"
+            )
+        taken[key] = segment["name"]
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    for segment in list_segments(store, "rule"):
-        path = folder / (_FILE_NAME.sub("_", segment["name"]) + ".json")
+    for segment in segments:
+        path = folder / _file_name(segment["name"])
         body = {
             "name": segment["name"],
             "description": segment["description"],
@@ -168,6 +182,16 @@ def dump(store: Store, folder: Path) -> list[str]:
         path.write_text(json.dumps(body, indent=2, ensure_ascii=False) + "\n")
         written.append(str(path))
     return written
+
+
+def _file_name(name: str) -> str:
+    """``NAME.json`` for a plain lower-case name; any other name keeps its readable
+    part and adds a hash of the exact name, so that no two segments share a file (not
+    ``a/b`` and ``a_b``, nor ``Auto`` and ``auto`` on a file system that ignores case)."""
+    if _PLAIN_NAME.fullmatch(name):
+        return f"{name}.json"
+    readable = _UNSAFE.sub("_", name).strip("._-") or "segment"
+    return f"{readable}-{hashlib.sha256(name.encode()).hexdigest()[:10]}.json"
 
 
 def apply(
@@ -182,10 +206,20 @@ def apply(
     for path in sorted(folder.glob("*.json")):
         try:
             body = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(body["name"], str):
+                raise TypeError("name is not text")
             bodies.append((path.name, body["name"], body["rule"], body))
         except (ValueError, KeyError, TypeError) as exc:
             raise DmpError(f"{path.name}: expected JSON with name and rule ({exc})") from None
-    batch = frozenset(name for _, name, _, _ in bodies)
+    files: dict[str, str] = {}
+    for file, name, _, _ in bodies:
+        if name in files:
+            raise DmpError(
+                f"segment {name!r} is defined by two files: {files[name]} and {file}; "
+                "remove one (nothing applied)"
+            )
+        files[name] = file
+    batch = frozenset(files)
     plans = []
     for file, name, rule, body in bodies:
         try:

@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 from flask import Blueprint, Response, current_app, jsonify, make_response, redirect, request
 
 from dmp.clock import utcnow
+from dmp.csvsafe import FORMULA_LEADS
 from dmp.identity.privacy import optout as record_optout
 from dmp.web.context import config, db
 from dmp.web.spool import Spool
@@ -150,6 +151,8 @@ def cookie_sync(partner: str) -> Response:
         and not _gpc()
         and not request.cookies.get(OPTOUT_COOKIE)
         and "," not in partner_uid + cookie
+        and not partner_uid.startswith(FORMULA_LEADS)
+        and not cookie.startswith(FORMULA_LEADS)  # the spool is CSV; ingest refuses them too
     )
     if ok:
         _partner_spool(partner).append([f"{cookie},{partner_uid}"])

@@ -4,6 +4,7 @@ for partners that take files (and for demos).
 A file is a snapshot, not a delta: each run rewrites it (written beside and then
 renamed, so a reader never sees half a file), streamed by DuckDB straight from
 the query. A segment below the minimum audience, or unlinked, has its file removed.
+A CSV file neutralises formula-like cells (``csvsafe.write_csv``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import duckdb
 
 from dmp.activation.base import Capabilities, Connector, Options
+from dmp.csvsafe import write_csv
 from dmp.errors import DmpError
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -54,13 +56,12 @@ class FileExport(Connector):
         path = self.path(target)
         if self.dry_run:
             return path
+        if self.options.format == "csv":
+            write_csv(con, sql, params, path)
+            return path
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(f".{path.name}.partial")
-        relation = con.sql(sql, params=params)
-        if self.options.format == "csv":
-            relation.write_csv(str(partial), header=True)
-        else:
-            relation.write_parquet(str(partial))
+        con.sql(sql, params=params).write_parquet(str(partial))
         os.replace(partial, path)
         return path
 
