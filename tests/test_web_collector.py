@@ -4,16 +4,26 @@ that the ingest job loads (never DuckDB on the request path)."""
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager
 
 import pytest
+import requests
 
 from dmp import tcf
 from dmp.identity.consent import refresh_decisions, usable_events_sql
+from dmp.store import open_store
 from dmp.web import create_app
 from dmp.web.collector import GIF
 from dmp.web.spool import Spool
 from jobs import ingest as ingest_job
-from tests.conftest import NOW
+from tests.conftest import NOW, read_until
 
 TCF = "CPXxRfAPXxRfAAfKABENB-CgAAAAAAAAAAYgAAAAAAAA"
 
@@ -178,3 +188,110 @@ def test_one_anonymous_line_is_quarantined_alone(app, config, store):
     assert store.con.execute("SELECT line, reason FROM quarantine").fetchall() == [
         (1, "bad_id_type")
     ]
+
+
+@contextmanager
+def _serving(home):
+    """A real `dmp serve` on a free port, its base URL once it listens; killed (as a
+    crash would) or stopped by the caller, and reaped here."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DMP_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dmp", "--home", str(home), "serve", "--port", "0"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    drain = threading.Thread(target=proc.stderr.read, daemon=True)  # keeps the pipe drained
+    try:
+        line = read_until(proc.stderr, "dmp serve: listening on")[-1]
+        drain.start()
+        yield proc, re.search(r"http://\S+", line)[0]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(30)
+        if drain.ident:
+            drain.join(10)
+        proc.stderr.close()
+
+
+def _mixed_hits(worker: int, n: int, refuses: str) -> tuple[str, str, dict]:
+    """(method, path or body, what must be stored): hits of every shape in one spool."""
+    tag = f"w{worker}-{n}"
+    shape = n % 4
+    if shape == 0:  # a pixel hit without consent, url or category
+        return "GET", f"/px.gif?id=ck-{tag}", {"url": None, "consent": None}
+    if shape == 1:  # a pixel hit that refuses consent
+        url = f"https://cars.example/{tag}"
+        query = f"/px.gif?id=ck-{tag}&url={url}&category=2&gdpr_consent={refuses}"
+        return "GET", query, {"url": url, "consent": refuses}
+    if shape == 2:  # a batch line with nothing but the ID: quarantined (no id_type)
+        return "POST", json.dumps({"id": f"ck-{tag}"}), {}
+    url = f"https://news.example/{tag}"
+    line = {"id": f"ck-{tag}", "id_type": "cookie", "url": url, "consent": refuses, "gpc": 1}
+    return "POST", json.dumps(line), {"url": url, "consent": refuses}
+
+
+def test_every_acknowledged_hit_of_any_shape_is_stored_after_kill_9(home, config):
+    """kill -9 of `dmp serve` in a burst of hits of mixed shapes: every hit the
+    collector acknowledged is stored once with its own fields (or, without an
+    id_type, quarantined alone), and nothing in a spool file is lost."""
+    refuses = tcf.encode(
+        tcf.TCString(created=NOW, last_updated=NOW, purposes_consent=frozenset({2, 5, 6}))
+    )
+    with open_store(config):
+        pass  # the instance exists before the server starts
+    acknowledged: dict[str, dict] = {}
+    lock, stop = threading.Lock(), threading.Event()
+
+    def burst(url: str, worker: int) -> None:
+        session = requests.Session()
+        for n in range(10_000):
+            if stop.is_set():
+                break
+            method, target, expect = _mixed_hits(worker, n, refuses)
+            try:
+                if method == "GET":
+                    ok = session.get(url + target, timeout=5).status_code == 200
+                else:
+                    ok = session.post(url + "/collect", data=target, timeout=5).status_code == 200
+            except requests.ConnectionError:
+                break
+            if ok:
+                with lock:
+                    acknowledged[f"ck-w{worker}-{n}"] = expect
+        session.close()
+
+    with _serving(home) as (proc, url):
+        workers = [threading.Thread(target=burst, args=(url, w)) for w in range(4)]
+        for worker in workers:
+            worker.start()
+        try:
+            while len(acknowledged) < 400 and proc.poll() is None:
+                time.sleep(0.01)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+        finally:
+            stop.set()
+            for worker in workers:
+                worker.join(10)
+    with _serving(home) as (proc, _):  # hands the dead server's open spool file to ingest
+        proc.terminate()
+    with open_store(config) as store:
+        ingest_job.run(store, config)
+        stored = {
+            row[0]: {"url": row[1], "consent": row[2]}
+            for row in store.con.execute("SELECT id, url, consent FROM events").fetchall()
+        }
+        quarantined = [
+            json.loads(row[0])["id"]
+            for row in store.con.execute(
+                "SELECT raw FROM quarantine WHERE reason = 'bad_id_type'"
+            ).fetchall()
+        ]
+        counts = store.con.execute("SELECT count(*), count(DISTINCT id) FROM events").fetchone()
+    assert counts[0] == counts[1]  # each hit stored once
+    assert len(quarantined) == len(set(quarantined))
+    for cookie, expect in acknowledged.items():
+        if expect:
+            assert stored.get(cookie) == expect, cookie
+        else:
+            assert cookie in quarantined, cookie
