@@ -172,3 +172,26 @@ def test_sync_a_segment_and_see_it_in_the_history(as_user):
     page.goto("/")
     assert page.locator(".chart svg rect").count() > 0
     page.screenshot(path=ARTIFACTS / "overview.png", full_page=True)
+
+
+def test_log_in_with_a_hostile_next_stays_on_the_site(browser, server):
+    """Chromium, not our model of it, reads the Location: the log-in lands on the
+    overview and no request leaves the site. (Before the fix Chromium's CSP
+    ``form-action 'self'`` aborted the off-site redirect, leaving the user on the
+    log-in page; a browser without that check went to evil.example.)"""
+    context = browser.new_context(base_url=server["url"])
+    offsite = []
+    context.on(
+        "request", lambda r: None if r.url.startswith(server["url"]) else offsite.append(r.url)
+    )
+    page = context.new_page()
+    for hostile in ["/%09/evil.example/", "/%5C%09/evil.example/", "%5C/%5C/evil.example/"]:
+        page.goto("/login?next=" + hostile)
+        page.fill("input[name=name]", "bea")
+        page.fill("input[name=password]", PASSWORD)
+        page.click("form button")
+        page.wait_for_load_state()
+        assert page.url == server["url"] + "/" and not offsite, (hostile, page.url, offsite)
+        page.click("form.logout button")
+        page.wait_for_url("**/login")
+    context.close()

@@ -1,5 +1,6 @@
-"""Who is asking: log-in with a password (a signed session cookie that expires) or an
-API token (``Authorization: Bearer``); CSRF protection for every session-made change.
+"""Who is asking: log-in with a password (a signed session cookie that expires and
+that the server can end) or an API token (``Authorization: Bearer``); CSRF
+protection for every session-made change; log-in sends back only to this site.
 """
 
 from __future__ import annotations
@@ -7,11 +8,13 @@ from __future__ import annotations
 import functools
 import hmac
 import math
+import re
 import secrets
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from urllib.parse import urlsplit, urlunsplit
 
 from flask import (
     Blueprint,
@@ -31,6 +34,11 @@ from dmp.web.context import config, db
 
 bp = Blueprint("auth", __name__)
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+# What browsers drop from a URL before reading it (WHATWG URL standard): tabs and
+# newlines anywhere, C0 controls and spaces at either end.
+_TAB_OR_NEWLINE = re.compile(r"[\t\r\n]")
+_C0_OR_SPACE = "".join(map(chr, range(0x21)))
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class LoginThrottle:
@@ -101,8 +109,10 @@ def _identify() -> None:
         if age > config().get("web.session_minutes") * 60:
             session.clear()
         else:
-            g.user = users.get_user(db(), session["user_id"])
+            g.user = users.session_user(db(), session["user_id"], session.get("epoch"))
             g.via = "session" if g.user else None
+            if g.user is None:  # ended by log-out, a new password or a disabled user
+                session.clear()
     if request.method not in SAFE_METHODS and (
         g.via == "session" or request.endpoint == "auth.login"
     ):
@@ -146,16 +156,36 @@ def login():
             throttle.succeeded(key)
             session.clear()
             session.permanent = True
-            session.update(user_id=user["user_id"], login_at=time.time())
-            target = request.args.get("next", "")
-            # Only a local path: never an open redirect.
-            if not target.startswith("/") or target.startswith("//"):
-                target = url_for("pages.overview")
-            return redirect(target)
+            session.update(
+                user_id=user["user_id"], epoch=user["session_epoch"], login_at=time.time()
+            )
+            return redirect(local_path(request.args.get("next", "")) or url_for("pages.overview"))
     return render_template("login.html")
+
+
+def local_path(target: str) -> str | None:
+    """``target`` as a path on this site, or None: never an open redirect.
+
+    Read the way a browser reads a Location (tabs and newlines dropped, the ends
+    trimmed, backslashes taken as slashes), then parsed: no scheme, no host, a path
+    starting with exactly one ``/``, no control character left. What is sent is
+    rebuilt from the parsed parts, so it is the URL that was checked."""
+    cleaned = _TAB_OR_NEWLINE.sub("", target).strip(_C0_OR_SPACE).replace("\\", "/")
+    try:
+        parts = urlsplit(cleaned)
+    except ValueError:  # e.g. an unclosed IPv6 bracket in a host
+        return None
+    single_slash = cleaned.startswith("/") and not cleaned.startswith("//")
+    if not single_slash or parts.scheme or parts.netloc or _CONTROL.search(cleaned):
+        return None
+    return urlunsplit(("", "", parts.path, parts.query, parts.fragment))
 
 
 @bp.post("/logout")
 def logout():
+    """End the session here and every other session of the user: a copy of the
+    cookie (a shared computer, a stolen cookie) stops working too."""
+    if g.via == "session":
+        users.end_sessions(db(), g.user["user_id"])
     session.clear()
     return redirect(url_for("auth.login"))
