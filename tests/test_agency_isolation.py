@@ -191,6 +191,20 @@ def test_an_admin_grants_a_segment_and_the_agency_sees_it_everywhere(app, world)
     assert again.status_code == 404
 
 
+def test_a_granted_lookalike_is_seen_as_a_segment_but_not_managed(app, world):
+    """A grant is read access: another agency's lookalike shows in the segment views,
+    never among the agency's own lookalikes (its seeds, model and runs stay private)."""
+    store, client, acme = app.extensions["dmp.runner"].store, app.test_client(), bearer(world)
+    registry.grant(store, "rivalco/secret-campaign", "acme", now=NOW)
+    seen = client.get("/api/v1/segments/rivalco/secret-campaign", headers=acme)
+    assert seen.status_code == 200 and seen.json["segment"]["agency"] == "rivalco"
+    own = client.get("/api/v1/lookalikes", headers=acme).json["lookalikes"]
+    assert [x["segment"] for x in own] == [OWN, "acme/other-like"]
+    assert client.get("/api/v1/lookalikes/secret-campaign", headers=acme).status_code == 404
+    with pytest.raises(DmpError, match="no lookalike named"):
+        audience.refresh_lookalike(store, app.extensions["dmp.config"], "secret-campaign", "acme")
+
+
 def test_a_deleted_segment_takes_its_grants_along(app):
     store = app.extensions["dmp.runner"].store
     registry.grant(store, "staffonly", "acme", now=NOW)
