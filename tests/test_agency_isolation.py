@@ -126,6 +126,12 @@ def test_a_staff_segment_named_like_an_agencys_does_not_break_its_view(app, worl
     assert response.status_code == 200, response.json
     assert response.json["segment"]["kind"] == "lookalike"
     listed = app.test_client().get("/api/v1/segments", headers=bearer(world)).json["segments"]
+    staff, root = app.test_client(), bearer(world, "root")
+    assert staff.get("/api/v1/segments/acme/like", headers=root).status_code == 400
+    for kind in ("rule", "lookalike"):
+        assert staff.get(f"/segments/acme/like?kind={kind}", headers=root).status_code == 200
+        api = staff.get(f"/api/v1/segments/acme/like?kind={kind}", headers=root)
+        assert api.json["segment"]["kind"] == kind
     assert [(s["name"], s["kind"]) for s in listed] == [
         ("acme/like", "lookalike"), ("acme/other-like", "lookalike"),
     ]  # fmt: skip

@@ -110,7 +110,8 @@ def new_segment():
 def segment(name: str):
     store = db()
     pairs = insights.overlap(store.con, now())
-    described = insights.describe(store, name, now(), pairs=pairs)
+    kind = request.args.get("kind") or None  # when segments of several kinds share the name
+    described = insights.describe(store, name, now(), pairs=pairs, kind=kind)
     segments = registry.list_segments(store)
     return render_template(
         "segment.html",
