@@ -24,6 +24,13 @@ def _rule_argument(text: str):
 
 
 rule_option = click.option("--rule", "rule_text", required=True, help="JSON rule, or @FILE.")
+viewer_option = click.option(
+    "--agency", "viewer", help="See only what this agency sees: its own segments and grants."
+)
+kind_option = click.option(
+    "--kind", type=click.Choice(["rule", "cluster", "lookalike"]),
+    help="The segment's kind, when its name is shared by segments of several kinds.",
+)  # fmt: skip
 
 
 @main.command()
@@ -87,14 +94,15 @@ def segments_preview(ctx: Context, rule_text: str, as_json: bool) -> None:
 
 @segments.command("list")
 @click.option("--kind", type=click.Choice(["rule", "cluster", "lookalike"]))
+@viewer_option
 @json_option
 @pass_ctx
-def segments_list(ctx: Context, kind: str | None, as_json: bool) -> None:
+def segments_list(ctx: Context, kind: str | None, viewer: str | None, as_json: bool) -> None:
     """Every segment with its kind and current size."""
     from dmp.segments.registry import list_segments
 
     with ctx.store() as store:
-        found = list_segments(store, kind)
+        found = list_segments(store, kind, viewer=viewer)
     if as_json:
         emit_json([{k: s[k] for k in ("name", "kind", "size", "agency")} for s in found])
         return
@@ -104,18 +112,66 @@ def segments_list(ctx: Context, kind: str | None, as_json: bool) -> None:
 
 @segments.command("show")
 @click.argument("name")
+@kind_option
+@viewer_option
 @json_option
 @pass_ctx
-def segments_show(ctx: Context, name: str, as_json: bool) -> None:
+def segments_show(
+    ctx: Context, name: str, kind: str | None, viewer: str | None, as_json: bool
+) -> None:
     """A segment's definition, size trend and overlap with the others."""
     from dmp.segments.insights import describe
 
     with ctx.store() as store:
-        info = describe(store, name)
+        info = describe(store, name, kind=kind, viewer=viewer)
     if as_json:
         emit_json(info)
         return
     click.echo(json.dumps(info, indent=2, default=str))
+
+
+@segments.command("grant")
+@click.argument("name")
+@click.option("--agency", required=True, help="The agency that may see the segment.")
+@kind_option
+@pass_ctx
+def segments_grant(ctx: Context, name: str, agency: str, kind: str | None) -> None:
+    """Let AGENCY see segment NAME (in its listings, details and overlaps)."""
+    from dmp.segments.registry import grant
+
+    with ctx.store() as store:
+        done = grant(store, name, agency, kind)
+    click.echo(f"{done['kind']} segment {done['segment']} granted to {done['agency']}")
+
+
+@segments.command("revoke")
+@click.argument("name")
+@click.option("--agency", required=True, help="The agency that may no longer see it.")
+@kind_option
+@pass_ctx
+def segments_revoke(ctx: Context, name: str, agency: str, kind: str | None) -> None:
+    """Take back a grant: AGENCY no longer sees segment NAME anywhere."""
+    from dmp.segments.registry import revoke
+
+    with ctx.store() as store:
+        done = revoke(store, name, agency, kind)
+    click.echo(f"{done['kind']} segment {done['segment']} no longer granted to {done['agency']}")
+
+
+@segments.command("grants")
+@json_option
+@pass_ctx
+def segments_grants(ctx: Context, as_json: bool) -> None:
+    """Which segments are shared with which agencies (tab-separated)."""
+    from dmp.segments.registry import grants
+
+    with ctx.store() as store:
+        found = grants(store)
+    if as_json:
+        emit_json(found)
+        return
+    for g in found:
+        click.echo(f"{g['segment']}\t{g['agency']}\t{g['kind']}\t{g['granted_at']}")
 
 
 @segments.command("export")

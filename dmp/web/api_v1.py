@@ -3,7 +3,8 @@
 Authenticated by ``Authorization: Bearer TOKEN`` (`dmp tokens create USER`) or by
 the dashboard's session (changes then need the ``X-CSRF-Token`` header). Errors
 are ``{"error": {"code": ..., "message": ...}}``. An agency token sees only its
-agency's seed lists and lookalikes: another agency's answer exactly like a
+agency's seed lists and lookalikes, and of the segments only its own and those
+granted to it (``registry.visible_sql``): another agency's answer exactly like a
 missing one. ``/api/v1/openapi.json`` is generated from these routes.
 """
 
@@ -28,7 +29,7 @@ from dmp.segments.rules import RuleError
 from dmp.status import status
 from dmp.web import queries
 from dmp.web.api import ApiError, error_response
-from dmp.web.context import config, db, runner
+from dmp.web.context import config, db, now, runner
 from dmp.web.openapi import openapi_document
 
 bp = Blueprint("api_v1", __name__, url_prefix="/api/v1")
@@ -103,11 +104,9 @@ def acting_agency(data: dict | None = None) -> str:
     return given
 
 
-def visible_segment(name: str) -> dict:
-    segment = registry.get_segment(db(), name)
-    if segment is None or (g.user["role"] == "agency" and segment["agency"] != g.user["agency"]):
-        raise ApiError(404, "not_found", f"no segment named {name!r}")
-    return segment
+def viewer() -> str | None:
+    """Whose segments the user sees: an agency user's agency; None (all) for staff."""
+    return g.user["agency"] if g.user["role"] == "agency" else None
 
 
 # -- reading ------------------------------------------------------------------------
@@ -147,11 +146,10 @@ def clusters() -> Response:
 @bp.get("/segments")
 @roles(*STAFF, "agency")
 def list_segments() -> Response:
-    """Segments with their size (``?kind=rule|cluster|lookalike``); agencies see their own."""
-    found = registry.list_segments(db(), request.args.get("kind") or None)
-    if g.user["role"] == "agency":
-        found = [s for s in found if s["agency"] == g.user["agency"]]
-    return jsonify(segments=found)
+    """Segments with their size (``?kind=rule|cluster|lookalike``); agencies see their own
+    and those granted to them."""
+    kind = request.args.get("kind") or None
+    return jsonify(segments=registry.list_segments(db(), kind, now(), viewer()))
 
 
 @bp.post("/segments")
@@ -176,13 +174,13 @@ def preview_segment() -> Response:
 @bp.get("/segments/<path:name>")
 @roles(*STAFF, "agency")
 def get_segment(name: str) -> Response:
-    """A segment's definition, size, trend, top categories, overlaps, destinations."""
-    segment = visible_segment(name)
-    described = insights.describe(db(), name)
-    return jsonify(
-        segment=described,
-        destinations=queries.linked_destinations(db(), segment["segment_id"]),
-    )
+    """A segment's definition, size, trend, top categories, overlaps, destinations
+    (``?kind=`` when the name is shared by segments of several kinds). Agencies see
+    overlaps with the segments they see, and no destinations."""
+    kind = request.args.get("kind") or None
+    described = insights.describe(db(), name, now(), kind=kind, viewer=viewer())
+    linked = queries.linked_destinations(db(), described["segment_id"]) if not viewer() else []
+    return jsonify(segment=described, destinations=linked)
 
 
 @bp.put("/segments/<path:name>")
@@ -203,6 +201,32 @@ def delete_segment(name: str) -> Response:
     segment = registry.require_segment(db(), name, "rule")
     registry.delete_segment(db(), segment["segment_id"])
     return jsonify(deleted=name)
+
+
+@bp.get("/grants")
+@roles(*STAFF)
+def list_grants() -> Response:
+    """Which segments are shared with which agencies."""
+    return jsonify(grants=registry.grants(db()))
+
+
+@bp.post("/grants")
+@roles("admin")
+def add_grant() -> tuple:
+    """Let an agency see a segment: ``{"segment", "agency", "kind"?}`` (admins)."""
+    data = body()
+    result = registry.grant(
+        db(), need(data, "segment"), need(data, "agency"), data.get("kind") or None, now()
+    )
+    return jsonify(grant=result), 201
+
+
+@bp.delete("/grants/<agency>/<path:segment>")
+@roles("admin")
+def remove_grant(agency: str, segment: str) -> Response:
+    """Take a grant back (``?kind=`` for a name of several kinds); admins."""
+    kind = request.args.get("kind") or None
+    return jsonify(revoked=registry.revoke(db(), segment, agency, kind))
 
 
 # -- seed lists and lookalikes --------------------------------------------------------

@@ -1,6 +1,8 @@
-"""What a view needs from the app: the request's Store, the config, the runner."""
+"""What a view needs from the app: the request's Store, the config, the runner, "now"."""
 
 from __future__ import annotations
+
+from datetime import datetime
 
 from flask import current_app, g
 
@@ -11,6 +13,11 @@ from dmp.store import Store
 
 def runner() -> Runner:
     return current_app.extensions["dmp.runner"]
+
+
+def now() -> datetime:
+    """The runner's clock: one "now" for the app and its jobs (frozen in tests)."""
+    return runner().clock()
 
 
 def config() -> Config:
