@@ -139,9 +139,13 @@ def _dependency_order(segments: dict[str, dict]) -> list[str]:
 
 
 def export_members(store: Store, name: str, out: Path, now: datetime | None = None) -> int:
-    """CSV ``id,id_type``, one current member a row (any segment kind)."""
+    """CSV ``id,id_type``, one current member a row (any segment kind). The file is
+    recorded in ``exported_files``, so erasure can reach the IDs it holds."""
     segment = require_segment(store, name)
+    out = out.resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
+    now = now or utcnow()
+    store.con.execute("INSERT OR REPLACE INTO exported_files VALUES (?, ?)", [str(out), now])
     # COPY answers with the number of rows it wrote: the members exported.
     return store.con.execute(
         f"""
@@ -149,7 +153,7 @@ def export_members(store: Store, name: str, out: Path, now: datetime | None = No
               WHERE segment_id = $segment AND expires_at > $now ORDER BY id_type, id)
         TO '{str(out).replace("'", "''")}' (HEADER, DELIMITER ',')
         """,
-        {"segment": segment["segment_id"], "now": now or utcnow()},
+        {"segment": segment["segment_id"], "now": now},
     ).fetchone()[0]
 
 
