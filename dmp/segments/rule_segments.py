@@ -145,12 +145,16 @@ def _dependency_order(segments: dict[str, dict]) -> list[str]:
 
 def export_members(store: Store, name: str, out: Path, now: datetime | None = None) -> int:
     """CSV ``id,id_type``, one current member a row (any segment kind); formula-like
-    cells neutralised (``csvsafe.write_csv``)."""
+    cells neutralised (``csvsafe.write_csv``). The file is recorded in
+    ``exported_files``, so erasure can reach the IDs it holds."""
     segment = require_segment(store, name)
+    out = out.resolve()
+    now = now or utcnow()
+    store.con.execute("INSERT OR REPLACE INTO exported_files VALUES (?, ?)", [str(out), now])
     return write_csv(
         store.con,
         "SELECT id, id_type FROM segment_members WHERE segment_id = $segment AND expires_at > $now",
-        {"segment": segment["segment_id"], "now": now or utcnow()},
+        {"segment": segment["segment_id"], "now": now},
         out,
         order_by=("id_type", "id"),
     )

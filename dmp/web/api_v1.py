@@ -29,7 +29,7 @@ from dmp.segments.rules import RuleError
 from dmp.status import status
 from dmp.web import queries
 from dmp.web.api import ApiError, error_response
-from dmp.web.context import config, db, now, runner
+from dmp.web.context import config, db, erasure, now, runner
 from dmp.web.openapi import openapi_document
 
 bp = Blueprint("api_v1", __name__, url_prefix="/api/v1")
@@ -410,4 +410,4 @@ def add_optouts() -> Response:
     ids = need(data, "ids")
     if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
         raise ApiError(400, "invalid", "'ids' must be a list of strings")
-    return jsonify(optout(db(), ids, id_type=data.get("id_type"), source="http"))
+    return jsonify(optout(db(), ids, id_type=data.get("id_type"), source="http", erasure=erasure()))

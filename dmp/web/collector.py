@@ -30,7 +30,7 @@ from flask import Blueprint, Response, current_app, jsonify, make_response, redi
 from dmp.clock import utcnow
 from dmp.csvsafe import FORMULA_LEADS
 from dmp.identity.privacy import optout as record_optout
-from dmp.web.context import config, db
+from dmp.web.context import config, db, erasure
 from dmp.web.spool import Spool
 
 bp = Blueprint("collector", __name__)
@@ -40,6 +40,10 @@ FIELDS = ("ts", "id", "id_type", "url", "event", "category", "keywords", "countr
 _PARTNER = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _PARTNER_ID = re.compile(r"^[!-~]{1,200}$")
 MAX_BATCH_LINES = 10_000
+# The cookies this collector issues (secrets.token_hex(16)). Only such a cookie is
+# searched for in raw files on a public opt-out: anyone can send any cookie value,
+# and a common one ("pageview", a shared consent string) must not erase others' lines.
+_ISSUED_COOKIE = re.compile(r"^[0-9a-f]{32}$")
 _sync_lock = threading.Lock()
 
 
@@ -127,7 +131,8 @@ def optout() -> Response:
     cookie = request.cookies.get(config().get("web.cookie_name"))
     recorded = False
     if cookie:
-        summary = record_optout(db(), [cookie], id_type="cookie", source="http")
+        files = erasure() if _ISSUED_COOKIE.match(cookie) else None
+        summary = record_optout(db(), [cookie], id_type="cookie", source="http", erasure=files)
         recorded = summary["new_optouts"] >= 0
     response = make_response(
         "<!doctype html><title>Opted out</title><p>You are opted out: this browser's "

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from datetime import datetime
 
 from flask import current_app, g
 
 from dmp.config import Config
+from dmp.identity.erasure import Erasure
 from dmp.scheduler import Runner
 from dmp.store import Store
 
@@ -31,3 +33,17 @@ def db() -> Store:
         shared = runner().store
         g.dmp_store = Store(shared.cursor(), shared.path)
     return g.dmp_store
+
+
+def erasure() -> Erasure:
+    """The instance's raw files for an opt-out made here: the collector's spools are
+    paused (their open file handed over) while the pending files are rewritten."""
+    extensions = current_app.extensions
+
+    def hold() -> ExitStack:
+        stack = ExitStack()
+        for spool in [extensions["dmp.spool"], *list(extensions["dmp.sync_spools"].values())]:
+            stack.enter_context(spool.paused())
+        return stack
+
+    return Erasure(config(), hold=hold)
