@@ -250,17 +250,13 @@ class _Compiler:
         return f"SELECT id, id_type, list(leaf) AS hits FROM ({union}) GROUP BY id, id_type"
 
     def event_hits(self) -> str:
-        """Usable events as (field, value) keys (a domain also as each parent domain),
-        equi-joined to the event leaves' specs and counted in each leaf's window."""
-        fields = {spec["field"] for spec in self.event_specs}
-        keys = {
-            "event": "SELECT id, id_type, ts, 'event' AS field, event AS value FROM w",
-            "country": "SELECT id, id_type, ts, 'country' AS field, country AS value FROM w",
-            "domain": """SELECT id, id_type, ts, 'domain' AS field, unnest(
-                [array_to_string(s[i:], '.') for i in range(1, len(s) + 1)]) AS value
-                FROM (SELECT *, string_split(domain, '.') AS s FROM w)""",
-            "any": "SELECT id, id_type, ts, 'any' AS field, '' AS value FROM w",
-        }
+        """Usable events as (field, value) keys (a domain also as each parent domain named
+        by a leaf, worked out once per distinct domain), equi-joined to the event
+        leaves' specs and counted in each leaf's window."""
+        wanted: dict[str, list[str]] = {}
+        for spec in self.event_specs:
+            wanted.setdefault(spec["field"], []).append(spec["value"])
+        keys = [self.event_keys(field, sorted(set(values))) for field, values in wanted.items()]
         widest = max(spec["days"] for spec in self.event_specs)
         return f"""
             SELECT k.id, k.id_type, l.leaf FROM (
@@ -268,11 +264,27 @@ class _Compiler:
                     SELECT u.id, u.id_type, u.ts, u.event, u.country, u.domain
                     FROM ({usable_events_sql(self.config)}) u
                     WHERE u.ts > $now - to_days({self.param(widest)}) AND u.ts <= $now)
-                {" UNION ALL ".join(keys[f] for f in sorted(fields))}) k
+                {" UNION ALL ".join(keys)}) k
             JOIN (SELECT unnest({self.param(self.event_specs)}, recursive := true)) l
               ON k.field = l.field AND k.value = l.value
             WHERE k.ts > $now - to_days(l.days)
             GROUP BY k.id, k.id_type, l.leaf, l.minimum HAVING count(*) >= l.minimum"""
+
+    def event_keys(self, field: str, values: list[str]) -> str:
+        """(id, id_type, ts, field, value) of the events in ``w`` whose ``field`` is one
+        of ``values``; the filter lets DuckDB drop other events early."""
+        if field == "any":
+            return "SELECT id, id_type, ts, 'any' AS field, '' AS value FROM w"
+        if field != "domain":  # event, country: a column of the event
+            return f"""SELECT id, id_type, ts, '{field}' AS field, {field} AS value FROM w
+                WHERE list_contains({self.param(values)}, {field})"""
+        return f"""SELECT w.id, w.id_type, w.ts, 'domain' AS field, s.value FROM w
+            JOIN (SELECT domain, value FROM (
+                    SELECT domain, unnest(
+                        [array_to_string(p[i:], '.') for i in range(1, len(p) + 1)]) AS value
+                    FROM (SELECT DISTINCT domain, string_split(domain, '.') AS p FROM w))
+                  WHERE list_contains({self.param(values)}, value)) s
+              ON s.domain = w.domain"""
 
 
 def check_size(rule: Any, config: Config) -> None:
