@@ -8,10 +8,11 @@ from pathlib import Path
 import click
 
 from dmp.cli.app import Context, emit_json, json_option, main, pass_ctx
+from dmp.config import Config
 from dmp.errors import DmpError
 
 
-def _rule_argument(text: str, config):
+def _rule_argument(text: str, config: Config):
     """A rule given inline as JSON or as @FILE."""
     from dmp.segments.rule_segments import parse_rule
 
