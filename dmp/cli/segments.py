@@ -8,10 +8,11 @@ from pathlib import Path
 import click
 
 from dmp.cli.app import Context, emit_json, json_option, main, pass_ctx
+from dmp.config import Config
 from dmp.errors import DmpError
 
 
-def _rule_argument(text: str):
+def _rule_argument(text: str, config: Config):
     """A rule given inline as JSON or as @FILE."""
     from dmp.segments.rule_segments import parse_rule
 
@@ -20,7 +21,7 @@ def _rule_argument(text: str):
         if not path.is_file():
             raise DmpError(f"{path}: no such rule file")
         text = path.read_text(encoding="utf-8")
-    return parse_rule(text)
+    return parse_rule(text, config)
 
 
 rule_option = click.option("--rule", "rule_text", required=True, help="JSON rule, or @FILE.")
@@ -75,7 +76,9 @@ def segments_create(
     from dmp.segments.rule_segments import create
 
     with ctx.store() as store:
-        result = create(store, ctx.config, name, _rule_argument(rule_text), description, ttl_days)
+        result = create(
+            store, ctx.config, name, _rule_argument(rule_text, ctx.config), description, ttl_days
+        )
     emit_json(result) if as_json else click.echo(f"{name}: {result['size']:,} members")
 
 
@@ -88,7 +91,7 @@ def segments_preview(ctx: Context, rule_text: str, as_json: bool) -> None:
     from dmp.segments.rule_segments import preview
 
     with ctx.store() as store:
-        size = preview(store, ctx.config, _rule_argument(rule_text))
+        size = preview(store, ctx.config, _rule_argument(rule_text, ctx.config))
     emit_json({"size": size}) if as_json else click.echo(f"{size:,} devices")
 
 

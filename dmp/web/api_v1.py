@@ -11,6 +11,7 @@ missing one. ``/api/v1/openapi.json`` is generated from these routes.
 from __future__ import annotations
 
 import functools
+import json
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -80,9 +81,15 @@ def roles(*allowed: str) -> Callable:
 
 
 def body() -> dict:
-    data = request.get_json(silent=True)
-    if data is None and request.form:
-        data = request.form.to_dict()
+    """The request's JSON object (or form); JSON too deep for the parser is a 400."""
+    data = request.form.to_dict() if request.form else None
+    if request.is_json:
+        try:
+            data = json.loads(request.get_data())
+        except ValueError:
+            data = None
+        except RecursionError:
+            raise ApiError(400, "invalid", "the request body's JSON is nested too deeply") from None
     if not isinstance(data, dict):
         raise ApiError(400, "invalid", "the request body must be a JSON object")
     return data
@@ -408,6 +415,6 @@ def add_optouts() -> Response:
     """Opt IDs out: ``{"ids": [...], "id_type"?}``; their data is deleted now."""
     data = body()
     ids = need(data, "ids")
-    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-        raise ApiError(400, "invalid", "'ids' must be a list of strings")
+    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
+        raise ApiError(400, "invalid", "'ids' must be a non-empty list of strings")
     return jsonify(optout(db(), ids, id_type=data.get("id_type"), source="http", erasure=erasure()))

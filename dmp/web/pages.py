@@ -93,7 +93,7 @@ def new_segment():
     form = request.form
     if request.method == "POST":
         try:
-            rule = rule_segments.parse_rule(form.get("rule", ""))
+            rule = rule_segments.parse_rule(form.get("rule", ""), config())
             rule_segments.create(
                 db(), config(), form.get("name", ""), rule, form.get("description")
             )
