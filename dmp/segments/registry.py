@@ -181,7 +181,7 @@ def list_segments(
     """Every segment ``viewer`` may see, with its current size (unexpired members); by
     default only live ones (``status``: live, retired or all)."""
     if status not in STATUSES:
-        raise DmpError(f"unknown segment status {status!r}; expected one of {', '.join(STATUSES)}")
+        raise DmpError(f"segment status {status!r}: expected one of {', '.join(STATUSES)}")
     rows = store.con.execute(
         f"""
         SELECT {", ".join("s." + c for c in _KEYS)},
