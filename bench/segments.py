@@ -8,6 +8,12 @@ processes: ingest the CSV; build profiles + clusters (the `profile` and
 ratios to ingest, peak memory (target: profile + cluster < 60 s, < 4 GB,
 preview < 1 s) and cluster quality: NMI against the planted personas beside
 a random assignment's (target >= 0.7).
+
+Then cluster identity: the cluster job again on unchanged data and the same
+clock (target: adjusted Rand index 1.0, same names), and after ingesting 5%
+more events (a sample of the world's, an hour later) and profiling again
+(target: ARI >= 0.9 on the devices in both runs, and no key kept by a cluster
+whose top category changed).
 """
 
 from __future__ import annotations
@@ -29,14 +35,36 @@ con.execute("CREATE TABLE world_events AS SELECT DISTINCT url FROM read_csv(?, a
 write_category_rules(con, Path(sys.argv[2]))
 """
 JOBS = """
-import json, sys
+import json, os, sys
+from datetime import datetime
 from dmp.config import load_config
 from dmp.store import open_store
 from jobs import JOBS
 config = load_config()
+now = datetime.fromisoformat(os.environ["BENCH_NOW"]) if os.environ.get("BENCH_NOW") else None
 with open_store(config) as store:
-    out = {name: JOBS[name](store, config) for name in sys.argv[1:]}
+    out = {name: JOBS[name](store, config, now) for name in sys.argv[1:]}
 print(json.dumps(out, default=str))
+"""
+MORE_EVENTS = """
+import duckdb, sys
+duckdb.sql(
+    "COPY (SELECT * REPLACE (strftime(ts::TIMESTAMP + INTERVAL 1 HOUR, '%Y-%m-%dT%H:%M:%S') AS ts)"
+    " FROM read_csv(?, all_varchar = true) USING SAMPLE 5 PERCENT (bernoulli, 7))"
+    " TO '" + sys.argv[2] + "' (HEADER)", params=[sys.argv[1]])
+"""
+TOPICS = """
+import json
+from dmp.config import load_config
+from dmp.segments.clusters import top_category
+from dmp.store import open_store
+with open_store(load_config(), read_only=True) as store:
+    rows = store.con.execute("SELECT run_id, cluster_key, centroid FROM clusters").fetchall()
+runs = sorted({r for r, _, _ in rows})[-2:]
+top = {(r, k): top_category(json.loads(c)) for r, k, c in rows if r in runs}
+kept = [k for r, k in top if r == runs[-1] and (runs[0], k) in top]
+print(json.dumps({"kept": len(kept),
+                  "topic_changed": [k for k in kept if top[(runs[0], k)] != top[(runs[1], k)]]}))
 """
 PREVIEW = """
 import json, time
@@ -90,6 +118,7 @@ def main() -> None:
     _, _, preview_out = run([sys.executable, "-c", PREVIEW], env)
     truth = csv.parent.parent / "truth" / "devices.csv"
     _, _, quality_out = run([sys.executable, "-c", QUALITY, str(truth)], env)
+    identity = _identity(csv, work, env, json.loads(cluster_out)["cluster"])
     profile = json.loads(profile_out)["profile"]
     clusters = json.loads(cluster_out)["cluster"]
     preview, quality = json.loads(preview_out), json.loads(quality_out)
@@ -115,6 +144,43 @@ def main() -> None:
         f"(random assignment {quality['random_nmi']:.3f}; target >= 0.7) "
         f"over {quality['devices']:,} devices"
     )
+    print(identity)
+
+
+def _identity(csv, work, env: dict, first: dict) -> str:
+    """Rerun the cluster job on unchanged data at the clock of the first run, then after
+    5% more events: the lines that say how stable the clusters' identity is."""
+    at = {**env, "BENCH_NOW": _ran_at(env)}
+    _, _, again_out = run([sys.executable, "-c", JOBS, "cluster"], at)
+    again = json.loads(again_out)["cluster"]
+    same_names = [c["label"] for c in again["clusters"]] == [c["label"] for c in first["clusters"]]
+    more = work / "more_events.csv"
+    run([sys.executable, "-c", MORE_EVENTS, str(csv), str(more)])
+    run([sys.executable, "-m", "dmp", "ingest", str(more)], env)
+    run([sys.executable, "-c", JOBS, "profile"], env)
+    _, _, later_out = run([sys.executable, "-c", JOBS, "cluster"], env)
+    later = json.loads(later_out)["cluster"]
+    _, _, topics_out = run([sys.executable, "-c", TOPICS], env)
+    topics = json.loads(topics_out)
+    return (
+        f"rerun, unchanged data: ARI {again['churn_ari']} on {again['devices_in_both']:,} "
+        f"devices, k {again['k']} ({again['k_how']}), same names: {same_names} "
+        "(target ARI 1.0, same names)\n"
+        f"after 5% more events: ARI {later['churn_ari']} on {later['devices_in_both']:,} "
+        f"devices in both (target >= 0.9); {topics['kept']} keys kept, "
+        f"{len(topics['topic_changed'])} of them with a changed top category (target 0); "
+        f"born {len(later['born'])}, retired {len(later['retired'])}"
+    )
+
+
+def _ran_at(env: dict) -> str:
+    """When the first cluster run ran (its report's clock), for a rerun at the same clock."""
+    code = (
+        "from dmp.config import load_config; from dmp.store import open_store\n"
+        "with open_store(load_config(), read_only=True) as s:\n"
+        "    print(s.con.execute('SELECT min(ran_at) FROM cluster_runs').fetchone()[0])"
+    )
+    return run([sys.executable, "-c", code], env)[2].strip()
 
 
 if __name__ == "__main__":

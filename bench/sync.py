@@ -39,8 +39,8 @@ n, port = int(sys.argv[1]), sys.argv[2]
 config = load_config(sys.argv[3], env={})
 with open_store(config) as store:
     con, now = store.con, utcnow()
-    con.execute("INSERT INTO segments VALUES (1, 'bench', 'rule', '{}', NULL, NULL, 30, ?, ?)",
-                [now, now])
+    con.execute("INSERT INTO segments VALUES (1, 'bench', 'rule', '{}', NULL, NULL, 30, ?, ?, "
+                "'live')", [now, now])
     con.execute('''
         CREATE TEMP TABLE ids AS
         SELECT printf('%08x-0000-4000-8000-%012x', i, i) AS id FROM range($n) t(i)''', {"n": n})

@@ -9,5 +9,7 @@ from dmp.segments.clusters import cluster
 from dmp.store import Store
 
 
-def run(store: Store, config: Config, now: datetime | None = None) -> dict:
-    return cluster(store, config, now)
+def run(
+    store: Store, config: Config, now: datetime | None = None, rechoose_k: bool = False
+) -> dict:
+    return cluster(store, config, now, rechoose_k=rechoose_k)

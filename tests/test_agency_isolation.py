@@ -272,6 +272,7 @@ PROBES: dict[str, list[tuple]] = {
     "pages.segments": [("GET", "/segments", None)],
     "pages.new_segment": [("GET", "/segments/new", None), ("POST", "/segments/new", {})],
     "pages.segment": [("GET", f"/segments/{n}", None) for n in SEGMENT_NAMES],
+    "pages.accept": [("POST", f"/segments/{n}/accept", {}) for n in SEGMENT_NAMES],
     "pages.clusters": [("GET", "/clusters", None)],
     "pages.seed_lists": [
         ("GET", "/seeds", None),
@@ -313,6 +314,10 @@ PROBES: dict[str, list[tuple]] = {
         ("GET", "/api/v1/segments", None),
         ("GET", "/api/v1/segments?kind=rule", None),
         ("GET", "/api/v1/segments?kind=lookalike&agency=rivalco", None),
+        ("GET", "/api/v1/segments?status=all", None),
+    ],
+    "api_v1.accept_segment": [
+        ("POST", f"/api/v1/segments/{n}/accept", None) for n in SEGMENT_NAMES
     ],
     "api_v1.create_segment": [("POST", "/api/v1/segments", RULE_BODY)],
     "api_v1.preview_segment": [("POST", "/api/v1/segments/preview", RULE_BODY)],

@@ -13,15 +13,17 @@ import shutil
 import subprocess
 import sys
 import threading
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
+from dmp.clock import utcnow
 from dmp.config import load_config
 from dmp.store import open_store
 from dmp.web.users import add_user
 from tests.conftest import read_until
-from tests.web_helpers import PASSWORD, build_world, copy_world, seed_csv
+from tests.web_helpers import PASSWORD, build_world, copy_world, hold_and_retire, seed_csv
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -55,6 +57,9 @@ def server(tmp_path_factory):
         add_user(store, "root", "admin", None, PASSWORD)
         add_user(store, "bea", "buyer", None, PASSWORD)
         add_user(store, "acme-user", "agency", "acme", PASSWORD)
+    clustered = load_config(home, ("segments.cluster_k=6",), env={})
+    with open_store(clustered) as store:  # members stay live while the tests run
+        clusters = hold_and_retire(store, clustered, utcnow() - timedelta(hours=1))
     seeds = folder / "converters.csv"
     seeds.write_bytes(seed_csv(world))
     env = {k: v for k, v in os.environ.items() if not k.startswith("DMP_")}
@@ -69,7 +74,7 @@ def server(tmp_path_factory):
     try:
         line = read_until(proc.stderr, "dmp serve: listening on")[-1]
         drain.start()
-        yield {"url": re.search(r"http://\S+", line)[0], "seeds": seeds}
+        yield {"url": re.search(r"http://\S+", line)[0], "seeds": seeds, "clusters": clusters}
     finally:
         timer.cancel()
         proc.terminate()
@@ -161,10 +166,11 @@ def test_sync_a_segment_and_see_it_in_the_history(as_user):
     page.select_option("form:has(h2:text('Add a destination')) select[name=kind]", "file")
     page.click("form:has(h2:text('Add a destination')) button")
     page.wait_for_selector("text=added destination files")
+    page.select_option("form:has(h2:text('Link a segment')) select[name=destination]", "files")
     page.select_option("form:has(h2:text('Link a segment')) select[name=segment]", "everyone")
     page.click("form:has(h2:text('Link a segment')) button")
     page.wait_for_selector("text=linked everyone to files")
-    page.click("button:text('Sync now')")
+    page.click("tr:has(td:text-is('files')) button:text('Sync now')")
     page.wait_for_selector("#sync-history td:text('everyone')")
     row = page.text_content("#sync-history tbody tr")
     assert "files" in row and "succeeded" in row
@@ -172,6 +178,32 @@ def test_sync_a_segment_and_see_it_in_the_history(as_user):
     page.goto("/")
     assert page.locator(".chart svg rect").count() > 0
     page.screenshot(path=ARTIFACTS / "overview.png", full_page=True)
+
+
+def test_retired_clusters_are_filtered_and_a_held_change_is_accepted(as_user, server):
+    held, retired = server["clusters"]["held"], server["clusters"]["retired"]
+    page = as_user("bea")
+    page.goto("/segments")
+    assert page.locator(f"td a:text-is('{held}')").count() == 1
+    assert page.locator(f"td a:text-is('{retired}')").count() == 0
+    page.click("a:text('Retired clusters')")
+    page.wait_for_url("**/segments?status=retired")
+    assert page.locator(f"td a:text-is('{retired}')").count() == 1
+    assert page.locator(f"td a:text-is('{held}')").count() == 0
+    page.screenshot(path=ARTIFACTS / "segments_retired.png", full_page=True)
+
+    page.goto("/")
+    assert retired in page.text_content("#cluster-flags")
+    page.click(f"#cluster-flags a:text-is('{held}')")
+    page.wait_for_selector("#held-change")
+    assert "held" in page.text_content("#segment-history")
+    page.screenshot(path=ARTIFACTS / "segment_held.png", full_page=True)
+    page.click("button:text('Accept the new membership')")
+    page.wait_for_selector("text=held change accepted")
+    assert page.locator("#held-change").count() == 0
+    assert "accepted" in page.text_content("#segment-history tbody tr")
+    page.goto("/clusters")
+    assert page.locator("#cluster-report .chart svg rect").count() == 6
 
 
 def test_log_in_with_a_hostile_next_stays_on_the_site(browser, server):

@@ -156,7 +156,7 @@ def test_segments_cli(cli, tmp_path):
     result = cli("segments", "create", "auto", "--rule", f"@{rule}", "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(cli("segments", "list", "--json").stdout) == [
-        {"name": "auto", "kind": "rule", "size": 0, "agency": None}
+        {"name": "auto", "kind": "rule", "size": 0, "agency": None, "status": "live"}
     ]
     bad = cli("segments", "preview", "--rule", '{"category": ')
     assert bad.exit_code == 1 and "rule is not valid JSON" in bad.output

@@ -32,7 +32,7 @@ def maid(i: int) -> str:
 def make_segment(store, name: str) -> int:
     segment_id = store.con.execute("SELECT nextval('segment_id_seq')").fetchall()[0][0]
     store.con.execute(
-        "INSERT INTO segments VALUES (?, ?, 'rule', '{}', NULL, NULL, 30, ?, ?)",
+        "INSERT INTO segments VALUES (?, ?, 'rule', '{}', NULL, NULL, 30, ?, ?, 'live')",
         [segment_id, name, NOW, NOW],
     )
     return segment_id

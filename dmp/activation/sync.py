@@ -114,6 +114,7 @@ class Link:
     segment: str  # its name, or "#ID" once the segment is gone
     external_id: str
     active: bool  # false once unlinked or the segment is gone: desired is empty
+    retired: bool  # a retired cluster: its members expire, every sync says so
 
 
 def sync(
@@ -167,7 +168,7 @@ def _links(store: Store, dest: Destination, segment_id: int | None) -> list[Link
     rows = store.con.execute(
         """
         SELECT l.segment_id, coalesce(s.name, '#' || l.segment_id::VARCHAR), l.external_id,
-               l.active AND s.segment_id IS NOT NULL
+               l.active AND s.segment_id IS NOT NULL, coalesce(s.status = 'retired', false)
         FROM destination_segments l LEFT JOIN segments s USING (segment_id)
         WHERE l.destination_id = $dest AND ($segment IS NULL OR l.segment_id = $segment)
         ORDER BY 2
@@ -321,6 +322,9 @@ class SegmentSync:
         return max(0, self.planned - r["accepted"] - r["rejected"])
 
     def _status(self, status: str, reason: str | None) -> None:
+        if self.link.retired and self.link.active:
+            note = "retired cluster, still linked: its members expire through the segment TTL"
+            reason = f"{note}; {reason}" if reason else note
         self.result["status"], self.result["reason"] = status, reason
 
     # --- sending ----------------------------------------------------------------

@@ -24,9 +24,14 @@ log = logging.getLogger("dmp.cli")
 @main.command("run")
 @click.argument("names", nargs=-1, required=True)
 @click.option("--dry-run", is_flag=True, help="Report what the jobs would do; change nothing.")
+@click.option(
+    "--rechoose-k", is_flag=True, help="cluster job: choose k again (it is otherwise kept)."
+)
 @json_option
 @pass_ctx
-def run_jobs(ctx: Context, names: tuple[str, ...], dry_run: bool, as_json: bool) -> None:
+def run_jobs(
+    ctx: Context, names: tuple[str, ...], dry_run: bool, rechoose_k: bool, as_json: bool
+) -> None:
     """Run pipeline jobs once, in the order given (or `all`); each run is recorded.
 
     Exit status is 1 unless every run succeeded. SIGTERM or Ctrl-C starts no
@@ -44,6 +49,10 @@ def run_jobs(ctx: Context, names: tuple[str, ...], dry_run: bool, as_json: bool)
         raise click.UsageError(f"unknown job(s) {', '.join(unknown)}; known: {', '.join(JOBS)}")
     if dry_run:
         JOBS = _dry_runs(JOBS, chosen)  # noqa: N806 (the same mapping, dry)
+    if rechoose_k:
+        if chosen != ["cluster"]:
+            raise click.UsageError("--rechoose-k is for the cluster job alone: dmp run cluster")
+        JOBS = {"cluster": functools.partial(JOBS["cluster"], rechoose_k=True)}  # noqa: N806
     log_to_stderr(logging.WARNING)
     with _runner(ctx, JOBS) as runner:
         runs, not_started, stuck = run_in_order(

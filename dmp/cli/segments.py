@@ -97,20 +97,43 @@ def segments_preview(ctx: Context, rule_text: str, as_json: bool) -> None:
 
 @segments.command("list")
 @click.option("--kind", type=click.Choice(["rule", "cluster", "lookalike"]))
+@click.option("--retired", "status", flag_value="retired", help="Only retired clusters.")
+@click.option("--all", "status", flag_value="all", help="Live and retired segments.")
 @viewer_option
 @json_option
 @pass_ctx
-def segments_list(ctx: Context, kind: str | None, viewer: str | None, as_json: bool) -> None:
-    """Every segment with its kind and current size."""
+def segments_list(
+    ctx: Context, kind: str | None, status: str | None, viewer: str | None, as_json: bool
+) -> None:
+    """Every live segment with its kind and current size (retired clusters with --retired
+    or --all)."""
     from dmp.segments.registry import list_segments
 
     with ctx.store() as store:
-        found = list_segments(store, kind, viewer=viewer)
+        found = list_segments(store, kind, viewer=viewer, status=status or "live")
     if as_json:
-        emit_json([{k: s[k] for k in ("name", "kind", "size", "agency")} for s in found])
+        keys = ("name", "kind", "size", "agency", "status")
+        emit_json([{k: s[k] for k in keys} for s in found])
         return
     for s in found:
-        click.echo(f"{s['kind']:<10} {s['size']:>10,}  {s['name']}")
+        retired = "  (retired)" if s["status"] == "retired" else ""
+        click.echo(f"{s['kind']:<10} {s['size']:>10,}  {s['name']}{retired}")
+
+
+@segments.command("accept")
+@click.argument("name")
+@json_option
+@pass_ctx
+def segments_accept(ctx: Context, name: str, as_json: bool) -> None:
+    """Apply the new membership (and name) the guard holds for linked cluster NAME."""
+    from dmp.segments.cluster_segments import accept
+
+    with ctx.store() as store:
+        done = accept(store, ctx.config, name)
+    if as_json:
+        emit_json(done)
+        return
+    click.echo(f"{done['segment']}: held change applied, {done['size']:,} members")
 
 
 @segments.command("show")

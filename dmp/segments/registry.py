@@ -22,7 +22,9 @@ from dmp.store import Store
 KINDS = ("rule", "cluster", "lookalike")
 DEFAULT_TTL_DAYS = 30
 _KEYS = ("segment_id", "name", "kind", "definition", "description", "agency", "ttl_days",
-         "created_at", "updated_at")  # fmt: skip
+         "created_at", "updated_at", "status")  # fmt: skip
+# Which segments a listing shows: live ones (the default), retired clusters, or both.
+STATUSES = ("live", "retired", "all")
 _COLUMNS = ", ".join(_KEYS)
 
 
@@ -52,8 +54,9 @@ def create_segment(
     now = now or utcnow()
     return con.execute(
         """
-        INSERT INTO segments VALUES (
-            nextval('segment_id_seq'), ?, ?, ?, ?, ?, ?, ?, ?) RETURNING segment_id
+        INSERT INTO segments (segment_id, name, kind, definition, description, agency,
+                              ttl_days, created_at, updated_at)
+        VALUES (nextval('segment_id_seq'), ?, ?, ?, ?, ?, ?, ?, ?) RETURNING segment_id
         """,
         [
             name,
@@ -84,6 +87,44 @@ def update_definition(
         """,
         [json.dumps(definition), description, ttl_days, now or utcnow(), segment_id],
     )
+
+
+def rename_segment(
+    con: duckdb.DuckDBPyConnection, segment_id: int, name: str, now: datetime
+) -> None:
+    """Give the segment a new name (links to destinations follow its ID, not its name)."""
+    con.execute(
+        "UPDATE segments SET name = ?, updated_at = ? WHERE segment_id = ?", [name, now, segment_id]
+    )
+
+
+def set_status(con: duckdb.DuckDBPyConnection, segment_id: int, status: str, now: datetime) -> None:
+    """Mark the segment live or retired."""
+    con.execute(
+        "UPDATE segments SET status = ?, updated_at = ? WHERE segment_id = ?",
+        [status, now, segment_id],
+    )
+
+
+def record_history(
+    con: duckdb.DuckDBPyConnection, segment_id: int, event: str, detail: str, now: datetime
+) -> None:
+    """One line of the segment's history (renamed, held, accepted, retired), for its page."""
+    con.execute("INSERT INTO segment_history VALUES (?, ?, ?, ?)", [segment_id, now, event, detail])
+
+
+def history(store_or_con: Store | duckdb.DuckDBPyConnection, segment_id: int) -> list[dict]:
+    """The segment's history, newest first."""
+    rows = (
+        _con(store_or_con)
+        .execute(
+            "SELECT happened_at, event, detail FROM segment_history WHERE segment_id = ? "
+            "ORDER BY happened_at DESC, rowid DESC",
+            [segment_id],
+        )
+        .fetchall()
+    )
+    return [{"at": iso(at), "event": event, "detail": detail} for at, event, detail in rows]
 
 
 def visible_sql(alias: str = "s") -> str:
@@ -131,18 +172,27 @@ def require_segment(
 
 
 def list_segments(
-    store: Store, kind: str | None = None, now: datetime | None = None, viewer: str | None = None
+    store: Store,
+    kind: str | None = None,
+    now: datetime | None = None,
+    viewer: str | None = None,
+    status: str = "live",
 ) -> list[dict]:
-    """Every segment ``viewer`` may see, with its current size (unexpired members)."""
+    """Every segment ``viewer`` may see, with its current size (unexpired members); by
+    default only live ones (``status``: live, retired or all)."""
+    if status not in STATUSES:
+        raise DmpError(f"segment status {status!r}: expected one of {', '.join(STATUSES)}")
     rows = store.con.execute(
         f"""
         SELECT {", ".join("s." + c for c in _KEYS)},
                (SELECT count(*) FROM segment_members m
                 WHERE m.segment_id = s.segment_id AND m.expires_at > $now) AS size
-        FROM segments s WHERE ($kind IS NULL OR s.kind = $kind) AND {visible_sql()}
+        FROM segments s
+        WHERE ($kind IS NULL OR s.kind = $kind) AND ($status = 'all' OR s.status = $status)
+          AND {visible_sql()}
         ORDER BY s.kind, s.name
         """,
-        {"now": now or utcnow(), "kind": kind, "viewer": viewer},
+        {"now": now or utcnow(), "kind": kind, "viewer": viewer, "status": status},
     ).fetchall()
     return [{**_as_dict(row[:-1]), "size": row[-1]} for row in rows]
 
@@ -150,7 +200,8 @@ def list_segments(
 def delete_segment(store: Store, segment_id: int) -> None:
     with store.transaction() as con:
         for table in (
-            "segment_members", "segment_exits", "segment_sizes", "segment_grants", "segments",
+            "segment_members", "segment_exits", "segment_sizes", "segment_grants",
+            "segment_history", "segments",
         ):  # fmt: skip
             con.execute(f"DELETE FROM {table} WHERE segment_id = ?", [segment_id])
 

@@ -25,7 +25,7 @@ from dmp.errors import DmpError
 from dmp.identity.privacy import optout
 from dmp.interests.taxonomy import browse
 from dmp.lookalike import audience, seeds
-from dmp.segments import insights, registry, rule_segments
+from dmp.segments import cluster_segments, insights, registry, rule_segments
 from dmp.segments.rules import RuleError
 from dmp.status import status
 from dmp.web import queries
@@ -143,8 +143,16 @@ def taxonomy() -> Response:
 @bp.get("/clusters")
 @roles(*STAFF)
 def clusters() -> Response:
-    """The interest clusters of the last clustering run."""
-    return jsonify(clusters=queries.latest_clusters(db()))
+    """The interest clusters of the last clustering run, its quality report (k,
+    silhouette, sizes, churn as adjusted Rand index, names changed, born, retired,
+    held) and the recent runs."""
+    store = db()
+    return jsonify(
+        clusters=queries.latest_clusters(store),
+        report=cluster_segments.latest_report(store),
+        runs=cluster_segments.run_history(store),
+        holds=cluster_segments.holds(store),
+    )
 
 
 # -- segments -----------------------------------------------------------------------
@@ -153,10 +161,11 @@ def clusters() -> Response:
 @bp.get("/segments")
 @roles(*STAFF, "agency")
 def list_segments() -> Response:
-    """Segments with their size (``?kind=rule|cluster|lookalike``); agencies see their own
-    and those granted to them."""
+    """Segments with their size (``?kind=rule|cluster|lookalike``); live ones unless
+    ``?status=retired|all``; agencies see their own and those granted to them."""
     kind = request.args.get("kind") or None
-    return jsonify(segments=registry.list_segments(db(), kind, now(), viewer()))
+    status = request.args.get("status") or "live"
+    return jsonify(segments=registry.list_segments(db(), kind, now(), viewer(), status))
 
 
 @bp.post("/segments")
@@ -187,7 +196,15 @@ def get_segment(name: str) -> Response:
     kind = request.args.get("kind") or None
     described = insights.describe(db(), name, now(), kind=kind, viewer=viewer())
     linked = queries.linked_destinations(db(), described["segment_id"]) if not viewer() else []
-    return jsonify(segment=described, destinations=linked)
+    changes = registry.history(db(), described["segment_id"])
+    return jsonify(segment=described, destinations=linked, history=changes)
+
+
+@bp.post("/segments/<path:name>/accept")
+@roles(*STAFF)
+def accept_segment(name: str) -> Response:
+    """Apply the membership and name the guard holds for a linked cluster segment."""
+    return jsonify(accepted=cluster_segments.accept(db(), config(), name, now()))
 
 
 @bp.put("/segments/<path:name>")

@@ -17,7 +17,7 @@ from dmp.activation.sync import history, sync
 from dmp.errors import DmpError
 from dmp.interests.taxonomy import browse
 from dmp.lookalike import audience, seeds
-from dmp.segments import insights, registry, rule_segments
+from dmp.segments import cluster_segments, insights, registry, rule_segments
 from dmp.status import status
 from dmp.web import queries
 from dmp.web.api_v1 import store_upload
@@ -66,6 +66,8 @@ def overview():
         per_day=queries.events_per_day(store),
         jobs=jobs,
         failures=failures,
+        retired_linked=cluster_segments.retired_linked(store),
+        holds=cluster_segments.holds(store),
     )
 
 
@@ -80,10 +82,15 @@ def taxonomy():
 
 @bp.get("/segments")
 @login_required(*STAFF)
+@refusals
 def segments():
     store = db()
+    shown = request.args.get("status") or "live"
     return render_template(
-        "segments.html", segments=registry.list_segments(store), series=queries.size_series(store)
+        "segments.html",
+        segments=registry.list_segments(store, status=shown),
+        series=queries.size_series(store),
+        shown=shown,
     )
 
 
@@ -119,7 +126,18 @@ def segment(name: str):
         destinations=queries.linked_destinations(store, described["segment_id"]),
         all_destinations=[d["name"] for d in dest_lib.list_destinations(store)],
         heat=_heat(segments, pairs),
+        history=registry.history(store, described["segment_id"]),
+        hold=next((h for h in cluster_segments.holds(store) if h["segment"] == name), None),
     )
+
+
+@bp.post("/segments/<path:name>/accept")
+@login_required(*STAFF)
+@refusals
+def accept(name: str):
+    done = cluster_segments.accept(db(), config(), name, now())
+    flash(f"held change accepted: {done['segment']} now has {done['size']:,} members", "ok")
+    return redirect(url_for(".segment", name=done["segment"]))
 
 
 def _heat(segments: list[dict], pairs: list[dict]) -> dict:
@@ -138,7 +156,15 @@ def _heat(segments: list[dict], pairs: list[dict]) -> dict:
 @bp.get("/clusters")
 @login_required(*STAFF)
 def clusters():
-    return render_template("clusters.html", clusters=queries.latest_clusters(db()))
+    store = db()
+    runs = cluster_segments.run_history(store)
+    return render_template(
+        "clusters.html",
+        clusters=queries.latest_clusters(store),
+        report=cluster_segments.latest_report(store),
+        runs=runs,
+        churn=[r for r in runs if r["churn_ari"] is not None],
+    )
 
 
 # -- seed lists and lookalikes (agencies) ---------------------------------------------
