@@ -494,3 +494,30 @@ def test_an_oversized_line_is_quarantined_and_counted_never_lost(
     shown = quarantined[0][2]
     assert shown.startswith(records[1][:100]) and len(shown) < 300
     assert f"({len(records[1])} bytes)" in shown
+
+
+@pytest.mark.parametrize("end", ["\n", "\r\n"], ids=["lf", "crlf"])
+def test_line_numbers_after_a_record_over_several_lines_are_physical_lines(
+    store, config, write, end
+):
+    """Regression (found by tests/test_ingest_properties.py): DuckDB numbers a quoted
+    record over several lines as one line, so every bad row after it was quarantined
+    lines too early; and its text of a refused row kept the line break before it."""
+    lines = [
+        "ts,id,id_type,url",
+        '2026-11-19T10:00:00Z,ck1,cookie,"https://a.example/x\ny\nz"',  # 2-4
+        "",  # 5
+        "0",  # 6: malformed
+        "soon,ck2,cookie,",  # 7: bad timestamp
+        '"soon",ck3,cookie,"https://a.example/\n"',  # 8-9: bad timestamp
+        "2026-11-19T10:00:00Z,ck4",  # 10: malformed
+    ]
+    path = write("breaks.csv", end.join(lines) + end)
+    [result] = ingest(store, config, path)
+    assert (result.loaded, result.quarantined) == (1, 4)
+    assert rows(store, "SELECT line, reason, raw FROM quarantine ORDER BY line") == [
+        (6, "malformed_row", "0"),
+        (7, "bad_timestamp", "soon,ck2,cookie,"),
+        (8, "bad_timestamp", "soon,ck3,cookie,https://a.example/\n"),
+        (10, "malformed_row", "2026-11-19T10:00:00Z,ck4"),
+    ]
