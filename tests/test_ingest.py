@@ -521,3 +521,12 @@ def test_line_numbers_after_a_record_over_several_lines_are_physical_lines(
         (8, "bad_timestamp", "soon,ck3,cookie,https://a.example/\n"),
         (10, "malformed_row", "2026-11-19T10:00:00Z,ck4"),
     ]
+
+
+def test_no_raw_email_is_stored_in_a_consent_string(store, config, write):
+    """Regression (found by tests/test_ingest_properties.py): emails were removed from
+    every stored text field but the consent string."""
+    record = {"ts": "2026-11-19T10:00:00Z", "id": "ck1", "id_type": "cookie"}
+    path = write("c.jsonl", json.dumps(record | {"consent": "CP x jane@example.com"}) + "\n")
+    assert ingest(store, config, path)[0].loaded == 1
+    assert rows(store, "SELECT consent FROM events") == [("CP x [email removed]",)]

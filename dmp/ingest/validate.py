@@ -174,7 +174,7 @@ def staged_sql(source: Source) -> str:
     """The SELECT that turns a reader's canonical text columns into typed, checked rows.
     Bad rows keep their text (``raw``, emails removed) and the keys that find their
     line (``text_key``, ``record_key``; see ``loader._locate_bad_rows``). Emails in
-    URLs and keywords are removed too; a raw email in ``hem`` is hashed.
+    URLs, keywords and consent strings are removed too; a raw email in ``hem`` is hashed.
 
     Parameters: ``$latest`` (now + allowed clock skew), ``$earliest``,
     ``$max_id`` and ``$max_field`` (lengths in bytes).
@@ -264,7 +264,7 @@ def staged_sql(source: Source) -> str:
         {_categories("category")} AS categories,
         {redact_emails("keywords")} AS keywords,
         n_country AS country,
-        consent,
+        {redact_emails("consent")} AS consent,
         n_gpc AS gpc,
         n_hem AS link_hem,
         CASE WHEN n_maid IS DISTINCT FROM n_id THEN n_maid END AS link_maid,
