@@ -530,3 +530,14 @@ def test_no_raw_email_is_stored_in_a_consent_string(store, config, write):
     path = write("c.jsonl", json.dumps(record | {"consent": "CP x jane@example.com"}) + "\n")
     assert ingest(store, config, path)[0].loaded == 1
     assert rows(store, "SELECT consent FROM events") == [("CP x [email removed]",)]
+
+
+def test_a_cookie_id_that_is_an_escaped_email_is_refused(store, config, write):
+    """Regression (found by tests/test_ingest_properties.py): an ID holding an email
+    written with an escaped @ passed the no-@ rule and was stored as a cookie ID."""
+    lines = ["2026-11-19T10:00:00Z,jane%40example.com,cookie", "soon,ann%2540x.org,cookie"]
+    [result] = ingest(store, config, write("ids.csv", "ts,id,id_type\n" + "\n".join(lines) + "\n"))
+    assert (result.loaded, result.reasons) == (0, {"bad_id": 2})
+    for table in ("events", "devices", "quarantine"):
+        text = str(rows(store, f"SELECT * FROM {table}")).lower()
+        assert "jane" not in text and "ann" not in text, table

@@ -97,9 +97,13 @@ def redact_emails(col: str) -> str:
 def cookie_sql(col: str) -> str:
     """A cookie ID we store: opaque but printable ASCII without spaces (RFC 6265
     values), never holding an @ (an email address is no cookie ID and must not be
-    stored as one) and never starting like a spreadsheet formula, so that no stored ID
-    becomes one in a CSV file someone opens."""
-    return f"CASE WHEN {_cookie_text(col)} AND NOT {starts_like_formula(col)} THEN {col} END"
+    stored as one, nor its URL-escaped forms) and never starting like a spreadsheet
+    formula, so that no stored ID becomes one in a CSV file someone opens."""
+    escaped = " OR ".join(f"contains({col}, '{at}')" for at in ("%40", "%2540"))
+    return (
+        f"CASE WHEN {_cookie_text(col)} AND NOT ({escaped}) AND NOT {starts_like_formula(col)} "
+        f"THEN {col} END"
+    )
 
 
 def cookie_lookup_sql(col: str) -> str:
