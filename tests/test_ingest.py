@@ -494,3 +494,50 @@ def test_an_oversized_line_is_quarantined_and_counted_never_lost(
     shown = quarantined[0][2]
     assert shown.startswith(records[1][:100]) and len(shown) < 300
     assert f"({len(records[1])} bytes)" in shown
+
+
+@pytest.mark.parametrize("end", ["\n", "\r\n"], ids=["lf", "crlf"])
+def test_line_numbers_after_a_record_over_several_lines_are_physical_lines(
+    store, config, write, end
+):
+    """Regression (found by tests/test_ingest_properties.py): DuckDB numbers a quoted
+    record over several lines as one line, so every bad row after it was quarantined
+    lines too early; and its text of a refused row kept the line break before it."""
+    lines = [
+        "ts,id,id_type,url",
+        '2026-11-19T10:00:00Z,ck1,cookie,"https://a.example/x\ny\nz"',  # 2-4
+        "",  # 5
+        "0",  # 6: malformed
+        "soon,ck2,cookie,",  # 7: bad timestamp
+        '"soon",ck3,cookie,"https://a.example/\n"',  # 8-9: bad timestamp
+        "2026-11-19T10:00:00Z,ck4",  # 10: malformed
+    ]
+    path = write("breaks.csv", end.join(lines) + end)
+    [result] = ingest(store, config, path)
+    assert (result.loaded, result.quarantined) == (1, 4)
+    assert rows(store, "SELECT line, reason, raw FROM quarantine ORDER BY line") == [
+        (6, "malformed_row", "0"),
+        (7, "bad_timestamp", "soon,ck2,cookie,"),
+        (8, "bad_timestamp", "soon,ck3,cookie,https://a.example/\n"),
+        (10, "malformed_row", "2026-11-19T10:00:00Z,ck4"),
+    ]
+
+
+def test_no_raw_email_is_stored_in_a_consent_string(store, config, write):
+    """Regression (found by tests/test_ingest_properties.py): emails were removed from
+    every stored text field but the consent string."""
+    record = {"ts": "2026-11-19T10:00:00Z", "id": "ck1", "id_type": "cookie"}
+    path = write("c.jsonl", json.dumps(record | {"consent": "CP x jane@example.com"}) + "\n")
+    assert ingest(store, config, path)[0].loaded == 1
+    assert rows(store, "SELECT consent FROM events") == [("CP x [email removed]",)]
+
+
+def test_a_cookie_id_that_is_an_escaped_email_is_refused(store, config, write):
+    """Regression (found by tests/test_ingest_properties.py): an ID holding an email
+    written with an escaped @ passed the no-@ rule and was stored as a cookie ID."""
+    lines = ["2026-11-19T10:00:00Z,jane%40example.com,cookie", "soon,ann%2540x.org,cookie"]
+    [result] = ingest(store, config, write("ids.csv", "ts,id,id_type\n" + "\n".join(lines) + "\n"))
+    assert (result.loaded, result.reasons) == (0, {"bad_id": 2})
+    for table in ("events", "devices", "quarantine"):
+        text = str(rows(store, f"SELECT * FROM {table}")).lower()
+        assert "jane" not in text and "ann" not in text, table

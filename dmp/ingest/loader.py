@@ -202,7 +202,7 @@ def _stage(con: duckdb.DuckDBPyConnection, source: readers.Source, limits: Limit
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE rejected_lines AS
-        SELECT line, any_value(csv_line) AS raw
+        SELECT line, any_value(ltrim(csv_line, chr(13) || chr(10))) AS raw
         FROM {readers.REJECTS_TABLE}
         GROUP BY line;
         CREATE OR REPLACE TEMP TABLE rejected_line_sizes AS
@@ -280,35 +280,46 @@ def _locate_bad_rows(con: duckdb.DuckDBPyConnection, source: readers.Source) -> 
     Other formats, and rows the lines cannot place, are matched by a hash of the
     record's fields in a read of the records (counting a record over several lines
     as one line). Runs before the transaction: tables made inside one number their
-    rows from far above 0."""
+    rows from far above 0.
+
+    Line numbers are counted as DuckDB's CSV reader counts them, a record over several
+    lines (a quoted line break) as one, until the end: then a CSV's are turned into
+    the file's own lines (``_to_file_lines``)."""
     count = con.execute(f"SELECT count(*) FROM staged WHERE {_TO_QUARANTINE}").fetchone()[0]
-    if not count:
-        con.execute("CREATE OR REPLACE TEMP TABLE bad_lines (staged_row BIGINT, line BIGINT)")
-        return
+    refused = con.execute(
+        "SELECT (SELECT count(*) FROM rejected_lines) + (SELECT count(*) FROM long_lines)"
+    ).fetchone()[0]
     try:
-        _find_lines(con, source)
+        lines = bool(source.lines_sql and (count or refused)) and _read_lines(con, source)
+        if count:
+            _find_lines(con, source, lines)
+        else:
+            con.execute("CREATE OR REPLACE TEMP TABLE bad_lines (staged_row BIGINT, line BIGINT)")
+        if lines:
+            _to_file_lines(con)
     finally:  # the second read is large: give its memory back before the load
         con.execute("DROP TABLE IF EXISTS file_lines; DROP TABLE IF EXISTS file_records")
 
 
-def _find_lines(con: duckdb.DuckDBPyConnection, source: readers.Source) -> None:
-    """The reads of ``_locate_bad_rows``, the cheap one first."""
+def _find_lines(con: duckdb.DuckDBPyConnection, source: readers.Source, lines: bool) -> None:
+    """The reads of ``_locate_bad_rows``, the cheap one first (``lines``: the lines
+    were read whole into ``file_lines``)."""
     params = {"offset": source.line_offset}
     # Lines that hold no staged record.
     skipped = "SELECT line FROM rejected_lines UNION ALL SELECT line FROM long_lines"
-    # The whole-line reader would skip a long line silently, numbering the rest wrong.
-    no_long_lines = not con.execute("SELECT count(*) FROM long_lines").fetchone()[0]
-    if source.lines_sql and no_long_lines and _read_lines(con, source):
+    if lines:
         # The CSV reader skips blank lines, except in a file of one column.
         blank = "blank" if source.columns > 1 else "false"
         where = (
-            f"rowid >= $offset AND NOT {blank} "
-            "AND rowid + 1 NOT IN (SELECT line FROM rejected_lines)"
+            f"reader_line > $offset AND NOT {blank} "
+            "AND reader_line NOT IN (SELECT line FROM rejected_lines)"
         )
-        _match(con, "text_key", "file_lines", where, "place + 1", params)
+        _match(con, "text_key", "file_lines", where, "reader_line", params)
         if not con.execute("SELECT count(*) FROM bad_lines WHERE line IS NULL").fetchone()[0]:
             return
-        skipped += f" UNION ALL SELECT rowid + 1 FROM file_lines WHERE {blank} AND rowid >= $offset"
+        skipped += (
+            f" UNION ALL SELECT reader_line FROM file_lines WHERE {blank} AND reader_line > $offset"
+        )
     con.execute(
         "CREATE OR REPLACE TEMP TABLE file_records AS "
         f"SELECT {source.record_key} AS key FROM ({source.sql})"
@@ -324,16 +335,55 @@ def _find_lines(con: duckdb.DuckDBPyConnection, source: readers.Source) -> None:
 
 
 def _read_lines(con: duckdb.DuckDBPyConnection, source: readers.Source) -> bool:
-    """``file_lines``: the hash of each line, in order; False when the lines cannot be
-    read whole (a line over the reader's size limit, a unit separator in the text)."""
+    """``file_lines``: the hash of each line, in order, and ``reader_line``, the number
+    the CSV reader gives the line (NULL for a line inside a quoted field: one where the
+    lines before it hold an odd number of quotes). False when the lines cannot be read
+    whole (a line too long even for the fingerprint pass, a unit separator in the text)."""
+    # The whole-line reader would skip such a long line silently, numbering the rest wrong.
+    if con.execute("SELECT count(*) FROM long_lines WHERE bytes IS NOT NULL").fetchone()[0]:
+        return False
     try:
         con.execute(
             "CREATE OR REPLACE TEMP TABLE file_lines AS "
-            f"SELECT hash(line) AS key, coalesce(line, '') = '' AS blank FROM ({source.lines_sql})"
+            "SELECT hash(line) AS key, coalesce(line, '') = '' AS blank, "
+            "strlen(line) - strlen(replace(line, '\"', '')) AS quotes "
+            f"FROM ({source.lines_sql})"
         )
     except duckdb.Error:
         return False
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE file_lines AS
+        SELECT key, blank,
+               CASE WHEN NOT inside THEN count(*) FILTER (WHERE NOT inside)
+                   OVER (ORDER BY place ROWS UNBOUNDED PRECEDING) END AS reader_line
+        FROM (
+            SELECT rowid AS place, key, blank,
+                   coalesce(sum(quotes) OVER (ORDER BY rowid ROWS BETWEEN UNBOUNDED PRECEDING
+                                              AND 1 PRECEDING), 0) % 2 = 1 AS inside
+            FROM file_lines)
+        ORDER BY place
+        """
+    )
     return True
+
+
+def _to_file_lines(con: duckdb.DuckDBPyConnection) -> None:
+    """Turn the reader's line numbers of bad rows, refused and long lines into the
+    file's own, when a quoted line break made them differ."""
+    if not con.execute("SELECT count(*) FROM file_lines WHERE reader_line IS NULL").fetchone()[0]:
+        return
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE line_map AS
+        SELECT reader_line, rowid + 1 AS line FROM file_lines WHERE reader_line IS NOT NULL;
+        UPDATE bad_lines b SET line = m.line FROM line_map m WHERE b.line = m.reader_line;
+        UPDATE rejected_lines r SET line = m.line FROM line_map m WHERE r.line = m.reader_line;
+        UPDATE long_lines l SET line = m.line FROM line_map m
+        WHERE l.line = m.reader_line AND l.bytes IS NULL;
+        DROP TABLE line_map;
+        """
+    )
 
 
 def _match(
@@ -346,9 +396,9 @@ def _match(
 ) -> None:
     """Pair the bad staged rows with the rows of ``table`` (keys in file order) of the
     same key and ``where``, the n-th row with the n-th place, at ``line`` (an expression
-    of ``place``, the rowid). A key is trusted only where it has as many places as rows
-    and those rows are alike (same reason and text), so that any pairing gives the same
-    quarantine records; elsewhere ``line`` stays NULL."""
+    of the table's columns and ``place``, the rowid). A key is trusted only where it has
+    as many places as rows and those rows are alike (same reason and text), so that any
+    pairing gives the same quarantine records; elsewhere ``line`` stays NULL."""
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE bad_lines AS
@@ -362,7 +412,7 @@ def _match(
                          ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
         ),
         found AS (
-            SELECT rowid AS place, key FROM {table}
+            SELECT rowid AS place, * FROM {table}
             WHERE key IN (SELECT key FROM bad) AND {where}
         ),
         candidates AS (

@@ -341,7 +341,9 @@ def _csv_source(path: Path, fmt: str, gzipped: bool, layout: Layout, max_line: i
     select = _select_canonical(mapping, layout, _ident)
     sql = f"SELECT {select}, {originals}, false AS malformed, false AS blank FROM {reader}"
     ignored = [h for h in headers if h not in mapping.values()]
-    lines = f"SELECT line FROM {_lines_reader(path, gzipped, max_line, 'raise')}"
+    # Lines up to the fingerprint pass's limit can be read whole (see ``fingerprint``).
+    whole = max(max_line, _CHUNK) + LINE_MARGIN
+    lines = f"SELECT line FROM {_lines_reader(path, gzipped, whole, 'raise')}"
     # The record as a CSV writer quotes it (only fields that need quotes): a line with
     # exactly this text can only hold exactly these fields.
     written = f"concat_ws({_sql_str(delim)}, "
@@ -358,7 +360,8 @@ def _lines_reader(path: Path, gzipped: bool, max_line: int, errors: str) -> str:
         "store": f"store_rejects = true, rejects_table = '{REJECTS_TABLE}', "
         f"rejects_scan = '{REJECTS_SCAN_TABLE}'",
         "skip": "ignore_errors = true",
-        "raise": "store_rejects = false",
+        # Not strict: a CSV whose lines end in CR LF may hold a bare LF in a quoted field.
+        "raise": "store_rejects = false, strict_mode = false",
     }
     return (
         f"read_csv({_sql_str(str(path))}, header = false, auto_detect = false, "

@@ -97,9 +97,13 @@ def redact_emails(col: str) -> str:
 def cookie_sql(col: str) -> str:
     """A cookie ID we store: opaque but printable ASCII without spaces (RFC 6265
     values), never holding an @ (an email address is no cookie ID and must not be
-    stored as one) and never starting like a spreadsheet formula, so that no stored ID
-    becomes one in a CSV file someone opens."""
-    return f"CASE WHEN {_cookie_text(col)} AND NOT {starts_like_formula(col)} THEN {col} END"
+    stored as one, nor its URL-escaped forms) and never starting like a spreadsheet
+    formula, so that no stored ID becomes one in a CSV file someone opens."""
+    escaped = " OR ".join(f"contains({col}, '{at}')" for at in ("%40", "%2540"))
+    return (
+        f"CASE WHEN {_cookie_text(col)} AND NOT ({escaped}) AND NOT {starts_like_formula(col)} "
+        f"THEN {col} END"
+    )
 
 
 def cookie_lookup_sql(col: str) -> str:
@@ -174,7 +178,7 @@ def staged_sql(source: Source) -> str:
     """The SELECT that turns a reader's canonical text columns into typed, checked rows.
     Bad rows keep their text (``raw``, emails removed) and the keys that find their
     line (``text_key``, ``record_key``; see ``loader._locate_bad_rows``). Emails in
-    URLs and keywords are removed too; a raw email in ``hem`` is hashed.
+    URLs, keywords and consent strings are removed too; a raw email in ``hem`` is hashed.
 
     Parameters: ``$latest`` (now + allowed clock skew), ``$earliest``,
     ``$max_id`` and ``$max_field`` (lengths in bytes).
@@ -264,7 +268,7 @@ def staged_sql(source: Source) -> str:
         {_categories("category")} AS categories,
         {redact_emails("keywords")} AS keywords,
         n_country AS country,
-        consent,
+        {redact_emails("consent")} AS consent,
         n_gpc AS gpc,
         n_hem AS link_hem,
         CASE WHEN n_maid IS DISTINCT FROM n_id THEN n_maid END AS link_maid,
