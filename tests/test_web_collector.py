@@ -86,7 +86,7 @@ def test_collect_takes_json_lines_and_reports_bad_ones(app, config, store):
     assert response.status_code == 200
     assert response.json["accepted"] == 2
     assert [r["line"] for r in response.json["rejected"]] == [2, 3]
-    assert [e["gpc"] for e in spooled(config)] == [0, 1]
+    assert [e["gpc"] for e in spooled(config)] == [0, "1"]  # as given; ingest reads it
     assert client.post("/collect", data="nope").status_code == 400
 
 
@@ -295,3 +295,41 @@ def test_every_acknowledged_hit_of_any_shape_is_stored_after_kill_9(home, config
             assert stored.get(cookie) == expect, cookie
         else:
             assert cookie in quarantined, cookie
+
+
+def test_collector_keys_in_any_spelling_keep_refusals_and_gpc(app, config, store):
+    """Regression (independent review): ``Consent``, ``gdpr_consent``, ``GDPR_CONSENT``
+    were dropped (a refusal read as no string, which counts as consent), JSON ``true``
+    and ``"TRUE"`` lost the GPC signal, and hem/maid/cookie links were dropped."""
+    refuses = tcf.encode(tcf.TCString(created=NOW, last_updated=NOW))
+    hem = "b" * 64
+    lines = [
+        {"id": "col01", "id_type": "cookie", "Consent": refuses},
+        {"id": "col02", "id_type": "cookie", "consent": refuses, "gpc": True},
+        {"id": "col03", "ID_TYPE": "cookie", "consent": refuses, "GPC": 1},
+        {"id": "col04", "id_type": "cookie", "gdpr_consent": refuses},
+        {"id": "col05", "id_type": "cookie", "consent": refuses, "gpc": "TRUE"},
+        {"id": "col06", "id_type": "cookie", "hem": hem},
+        {"id": "col07", "id_type": "cookie", "consent": "", "Consent": refuses},
+        {"id": "col08", "id_type": "cookie", "consent": "other", "Consent": refuses},
+    ]
+    client = app.test_client()
+    response = client.post("/collect", data="\n".join(json.dumps(line) for line in lines))
+    assert response.json == {
+        "accepted": 7,
+        "rejected": [{"line": 8, "reason": "two different values for consent"}],
+    }
+    client.get(f"/px.gif?id=col09&GDPR_CONSENT={refuses}")
+    client.get(f"/px.gif?id=col10&consent=x&gdpr_consent={refuses}")  # ambiguous: not kept
+    app.extensions["dmp.spool"].rotate()
+    ingest_job.run(store, config)
+    stored = dict(store.con.execute("SELECT id, consent FROM events").fetchall())
+    assert stored == {f"col0{n}": refuses for n in range(1, 8) if n != 6} | {
+        "col06": None,
+        "col09": refuses,
+    }
+    gpc = dict(store.con.execute("SELECT id, gpc FROM events WHERE gpc").fetchall())
+    assert gpc == {"col02": True, "col03": True, "col05": True}
+    links = store.con.execute("SELECT id, linked_id FROM id_links").fetchall()
+    assert links == [("col06", hem)]
+    assert usable_ids(store, config) == {"col06"}

@@ -26,6 +26,7 @@ import json
 import re
 import secrets
 import threading
+from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, current_app, jsonify, make_response, redirect, request
@@ -40,7 +41,12 @@ from dmp.web.spool import Spool
 bp = Blueprint("collector", __name__)
 GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 OPTOUT_COOKIE = "dmp_optout"
-FIELDS = ("ts", "id", "id_type", "url", "event", "category", "keywords", "country", "consent")
+FIELDS = (
+    "ts", "id", "id_type", "url", "event", "category", "keywords", "country", "consent", "gpc",
+    "hem", "maid", "cookie",
+)  # fmt: skip
+# Other names a tag may use for a field (the TCF string's name in IAB's URL macros).
+ALIASES = {"gdpr_consent": "consent"}
 _PARTNER = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _PARTNER_ID = re.compile(r"^[!-~]{1,200}$")
 MAX_BATCH_LINES = 10_000
@@ -55,13 +61,40 @@ def _gpc() -> bool:
     return request.headers.get("Sec-GPC", "").strip() == "1"
 
 
-def _event(values: dict, gpc: bool) -> str:
+class Conflict(ValueError):
+    """A hit names one field twice with different values: which one holds is unknown."""
+
+
+def _fields(pairs: Iterable[tuple[str, object]]) -> dict[str, str]:
+    """The hit's canonical fields from its keys in any case or alias (``GDPR_CONSENT``,
+    ``Consent``), as text; blank values are absent. Two different values for one field
+    raise :class:`Conflict`: a refused consent must never lose to an empty one or to a
+    spelling, so such a hit is refused, not guessed."""
+    found: dict[str, str] = {}
+    for key, value in pairs:
+        name = key.strip().lower()
+        name = ALIASES.get(name, name)
+        if name not in FIELDS or value is None:
+            continue
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        text = value if isinstance(value, str) else json.dumps(value)
+        if not text.strip():
+            continue
+        if found.setdefault(name, text) != text:
+            raise Conflict(f"two different values for {name}")
+    return found
+
+
+def _event(fields: dict[str, str], gpc: bool) -> str:
     """One spool line with every canonical log column (null when absent), so no line's
-    fields depend on another line's shape; validation happens at ingest."""
-    line = {key: None if values.get(key) in (None, "") else values[key] for key in FIELDS}
+    fields depend on another line's shape; values go as given, validation happens at
+    ingest (a GPC value it cannot read quarantines the event rather than drop the
+    signal). A ``Sec-GPC: 1`` header sets GPC whatever the hit says."""
+    line = {key: fields.get(key) for key in FIELDS}
     line["ts"] = line["ts"] or utcnow().isoformat(timespec="milliseconds") + "Z"
     line["event"] = line["event"] or "pageview"
-    line["gpc"] = 1 if gpc or str(values.get("gpc", "0")) in {"1", "true"} else 0
+    line["gpc"] = 1 if gpc else line["gpc"] or 0
     return json.dumps(line, separators=(",", ":"))
 
 
@@ -79,19 +112,22 @@ def pixel() -> Response:
     if request.cookies.get(OPTOUT_COOKIE):
         return _gif()
     cookie_name = config().get("web.cookie_name")
-    args = request.args
-    given, new_cookie = args.get("id"), None
-    if given:
-        values = {**args, "id_type": args.get("id_type", "cookie")}
+    try:
+        values = _fields(request.args.items(multi=True))
+    except Conflict:  # ambiguous signals: nothing is recorded
+        return _gif()
+    new_cookie = None
+    if values.get("id"):
+        values.setdefault("id_type", "cookie")
     else:
         cookie = request.cookies.get(cookie_name)
         if cookie is None and not _gpc():
             cookie = new_cookie = secrets.token_hex(16)
         if cookie is None:  # GPC and no ID of ours: nothing to record
             return _gif()
-        values = {**args, "id": cookie, "id_type": "cookie"}
-    values["url"] = args.get("url") or request.referrer
-    values["consent"] = args.get("gdpr_consent") or args.get("consent")
+        values |= {"id": cookie, "id_type": "cookie"}
+    if "url" not in values and request.referrer:
+        values["url"] = request.referrer
     current_app.extensions["dmp.spool"].append([_event(values, _gpc())])
     response = _gif()
     if new_cookie:
@@ -126,10 +162,15 @@ def collect() -> Response:
         except RecursionError:
             bad.append({"line": number, "reason": "JSON nested too deeply"})
             continue
-        if not isinstance(item, dict) or not item.get("id"):
+        try:
+            fields = _fields(item.items()) if isinstance(item, dict) else {}
+        except Conflict as exc:
+            bad.append({"line": number, "reason": str(exc)})
+            continue
+        if not fields.get("id"):
             bad.append({"line": number, "reason": "not an object with an id"})
             continue
-        lines.append(_event(item, _gpc()))
+        lines.append(_event(fields, _gpc()))
     current_app.extensions["dmp.spool"].append(lines)
     return jsonify(accepted=len(lines), rejected=bad), 200 if lines or not bad else 400
 
