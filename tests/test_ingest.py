@@ -541,3 +541,53 @@ def test_a_cookie_id_that_is_an_escaped_email_is_refused(store, config, write):
     for table in ("events", "devices", "quarantine"):
         text = str(rows(store, f"SELECT * FROM {table}")).lower()
         assert "jane" not in text and "ann" not in text, table
+
+
+def test_json_lines_spellings_that_disagree_are_quarantined_not_guessed(store, config, write):
+    """Regression (independent review): a blank ``consent`` hid ``Consent``'s refusal,
+    a duplicate key kept DuckDB's first value, and ``Gpc`` lost to ``gpc``."""
+    base = '"ts": "2026-11-19T10:00:00Z", "id_type": "cookie"'
+    lines = [
+        '{"id": "c01", "consent": "", "Consent": "R", ' + base + "}",
+        '{"id": "c02", "consent": "   ", "Consent": "R", ' + base + "}",
+        '{"id": "c03", "consent": null, "consent": "R", ' + base + "}",
+        '{"id": "c04", "gpc": "0", "Gpc": "1", ' + base + "}",
+        '{"id": "c05", "consent": "R", "Consent": "R", ' + base + "}",
+        '{"id": "c06", ' + base + "}",
+    ]
+    [result] = ingest(store, config, write("spell.jsonl", "\n".join(lines) + "\n"))
+    assert result.reasons == {"conflicting_fields": 2}
+    assert rows(store, "SELECT id, consent, gpc FROM events ORDER BY id") == [
+        ("c01", "R", None),
+        ("c02", "R", None),
+        ("c05", "R", None),
+        ("c06", None, None),
+    ]
+    assert rows(store, "SELECT line, reason FROM quarantine ORDER BY line") == [
+        (3, "conflicting_fields"),
+        (4, "conflicting_fields"),
+    ]
+
+
+def test_a_bad_first_json_line_is_quarantined_alone(store, config, write):
+    """Regression (independent review): a first line that was not an object rejected
+    the whole file; where a line sits must not decide what happens to the others."""
+    good = json.dumps({"ts": "2026-11-19T10:00:00Z", "id": "fb8", "id_type": "cookie"})
+    for name, first in [("firstbad.jsonl", '{"ts": "2026-11'), ("firstarr.jsonl", "[1]")]:
+        [result] = ingest(store, config, write(name, f"{first}\n{good}\n"))
+        assert (result.status, result.loaded, result.reasons) == (
+            "loaded",
+            1 if name == "firstbad.jsonl" else 0,
+            {"malformed_row": 1},
+        ), name
+    [result] = ingest(store, config, write("none.jsonl", "[1]\n\n"))
+    assert result.status == "rejected" and "no line is a JSON object" in result.error
+
+
+def test_a_file_with_bare_cr_line_ends_is_rejected_and_the_others_load(store, config, write):
+    """Regression (independent review): a CR-only CSV crashed the run before any file."""
+    bad = write("a_cr.csv", "ts,id,id_type\r2026-11-19T10:00:00Z,x,cookie\r")
+    good = write("b_good.csv", "ts,id,id_type\n2026-11-19T10:00:00Z,y,cookie\n")
+    first, second = ingest(store, config, bad, good)
+    assert first.status == "rejected" and "carriage return" in first.error
+    assert (second.status, second.loaded) == ("loaded", 1)

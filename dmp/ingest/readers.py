@@ -2,8 +2,8 @@
 
 Every format ends up as the same shape: one VARCHAR column per canonical
 field (NULL when the file lacks it), the file's own columns as ``f0..fN`` (to
-rebuild a bad record's text and find its line), and the flags ``malformed``
-and ``blank``.
+rebuild a bad record's text and find its line), and the flags ``malformed``,
+``conflict`` (a record that gives one field two different values) and ``blank``.
 Whole-file problems (broken gzip, not UTF-8, a header without the required
 columns) raise :class:`RejectedFile` before anything is loaded.
 """
@@ -266,7 +266,7 @@ class Source:
     """A file ready to stage: the SELECT that reads it, and facts about it."""
 
     name: str
-    sql: str  # canonical columns, file columns f0..fN, malformed, blank
+    sql: str  # canonical columns, file columns f0..fN, malformed, conflict, blank
     raw_expr: str  # the record's text, from f0..fN; evaluated only for bad rows
     columns: int  # how many of the file's own columns, f0..fN, the SELECT carries
     fmt: str
@@ -323,7 +323,16 @@ def open_source(
 
 def _csv_source(path: Path, fmt: str, gzipped: bool, layout: Layout, max_line: int) -> Source:
     delim = "," if fmt == "csv" else "\t"
-    headers = next(csv.reader([_first_line(path, gzipped)], delimiter=delim))
+    first = _first_line(path, gzipped)
+    if "\r" in first:
+        raise RejectedFile(
+            f"{path.name}: lines end in a bare carriage return (CR); "
+            "re-export the file with LF or CR LF line ends"
+        )
+    try:
+        headers = next(csv.reader([first], delimiter=delim))
+    except csv.Error as exc:
+        raise RejectedFile(f"{path.name}: the header line cannot be read ({exc})") from None
     if len(set(headers)) != len(headers) or any(not h.strip() for h in headers):
         raise RejectedFile(f"{path.name}: the header has empty or repeated column names")
     mapping = _map_headers(path, headers, layout)
@@ -339,7 +348,8 @@ def _csv_source(path: Path, fmt: str, gzipped: bool, layout: Layout, max_line: i
     raw = f"concat_ws({_sql_str(delim)}, "
     raw += ", ".join(f"coalesce(f{i}, '')" for i in range(len(headers))) + ")"
     select = _select_canonical(mapping, layout, _ident)
-    sql = f"SELECT {select}, {originals}, false AS malformed, false AS blank FROM {reader}"
+    sql = f"SELECT {select}, {originals}, false AS malformed, false AS conflict, false AS blank "
+    sql += f"FROM {reader}"
     ignored = [h for h in headers if h not in mapping.values()]
     # Lines up to the fingerprint pass's limit can be read whole (see ``fingerprint``).
     whole = max(max_line, _CHUNK) + LINE_MARGIN
@@ -390,22 +400,21 @@ def _jsonl_source(
     fields depend on another's shape (a spool whose first hit had no consent string
     must not lose every later one's). A record missing a required field is
     quarantined alone; only a file where no record has one is refused."""
-    first = _first_line(path, gzipped, skip_blank=True)
-    try:
-        record = json.loads(first)
-    except ValueError:
-        record = None
-    if not isinstance(record, dict):
-        raise RejectedFile(f"{path.name}: not JSON Lines (the first record is not an object)")
+    _first_line(path, gzipped, skip_blank=True)  # an empty file, or not UTF-8
     is_object = "json_valid(line) AND json_type(line) = 'OBJECT'"
     every_line = _lines_reader(path, gzipped, max_line, "skip")
-    keys = [
-        row[0]
-        for row in con.execute(
-            f"SELECT DISTINCT unnest(json_keys(line)) FROM {every_line} WHERE {is_object} "
-            "ORDER BY 1"
-        ).fetchall()
-    ]
+    # Every key, and whether any record names one key twice (DuckDB keeps the first).
+    found = con.execute(
+        f"""
+        SELECT key, bool_or(twice) FROM (
+            SELECT unnest(keys) AS key, len(keys) > len(list_distinct(keys)) AS twice
+            FROM (SELECT json_keys(line) AS keys FROM {every_line} WHERE {is_object}))
+        GROUP BY key ORDER BY key
+        """
+    ).fetchall()
+    if not found:
+        raise RejectedFile(f"{path.name}: not JSON Lines (no line is a JSON object)")
+    keys = [key for key, _ in found]
     reader = _lines_reader(path, gzipped, max_line, "store")
     sources = _json_keys_by_column(path, keys, layout)
     used = [key for column in sources.values() for key in column]
@@ -417,22 +426,42 @@ def _jsonl_source(
     schema = json.dumps({key: "VARCHAR" for key in parsed_keys.values()})
     parsed = f"CASE WHEN {is_object} THEN json_transform(line, {_sql_str(schema)}) END"
 
-    def value(keys: list[str]) -> str:
-        values = [
-            f"j[{_sql_str(k)}]"
-            if parsed_keys[k.lower()] == k
-            else f"CASE WHEN j IS NOT NULL THEN f0->>{_sql_str(k)} END"
-            for k in keys
-        ]
-        return values[0] if len(values) == 1 else f"coalesce({', '.join(values)})"
+    def read(key: str) -> str:
+        if parsed_keys[key.lower()] == key:
+            return f"j[{_sql_str(key)}]"
+        return f"CASE WHEN j IS NOT NULL THEN f0->>{_sql_str(key)} END"
 
+    def value(keys: list[str]) -> str:
+        """A column's one spelling, or the first of several that is not blank."""
+        if len(keys) == 1:
+            return read(keys[0])
+        return "coalesce(" + ", ".join(f"{_not_blank(read(k))}" for k in keys) + ")"
+
+    # Ambiguous records are quarantined, never guessed: two spellings of one column
+    # with different values (``consent`` empty, ``Consent`` refusing), or a key twice.
+    conflicts = [
+        f"({_not_blank(read(a))} <> {_not_blank(read(b))})"
+        for feeding in sources.values()
+        for i, a in enumerate(feeding)
+        for b in feeding[i + 1 :]
+    ]
+    if any(twice for _, twice in found):
+        conflicts.append(
+            "(j IS NOT NULL AND len(json_keys(f0)) > len(list_distinct(json_keys(f0))))"
+        )
+    conflict = f"coalesce({' OR '.join(conflicts)}, false)" if conflicts else "false"
     select = _select_canonical(sources, layout, value)
     sql = (
-        f"SELECT {select}, f0, j IS NULL AS malformed, trim(coalesce(f0, '')) = '' AS blank "
+        f"SELECT {select}, f0, j IS NULL AS malformed, {conflict} AS conflict, "
+        f"trim(coalesce(f0, '')) = '' AS blank "
         f"FROM (SELECT line AS f0, {parsed} AS j FROM {reader})"
     )
     ignored = [k for k in keys if k not in used]
     return Source(path.name, sql, "f0", 1, "jsonl", 0, True, ignored)
+
+
+def _not_blank(value: str) -> str:
+    return f"CASE WHEN trim({value}) <> '' THEN {value} END"
 
 
 def _json_keys_by_column(path: Path, keys: list[str], layout: Layout) -> dict[str, list[str]]:
@@ -469,7 +498,8 @@ def _parquet_source(
     select = _select_canonical(mapping, layout, lambda h: f"CAST({_ident(h)} AS VARCHAR)")
     originals = ", ".join(f"{_ident(h)} AS f{i}" for i, h in enumerate(headers))
     raw = "to_json({" + ", ".join(f"{_sql_str(h)}: f{i}" for i, h in enumerate(headers)) + "})"
-    sql = f"SELECT {select}, {originals}, false AS malformed, false AS blank FROM {reader}"
+    sql = f"SELECT {select}, {originals}, false AS malformed, false AS conflict, false AS blank "
+    sql += f"FROM {reader}"
     ignored = [h for h in headers if h not in mapping.values()]
     return Source(path.name, sql, f"{raw}::VARCHAR", len(headers), "parquet", 0, False, ignored)
 

@@ -14,6 +14,7 @@ from dmp.ingest.readers import CANONICAL, Source
 REASONS = (
     "blank_line",
     "malformed_row",
+    "conflicting_fields",
     "missing_id",
     "oversize_field",
     "bad_id_type",
@@ -188,6 +189,7 @@ def staged_sql(source: Source) -> str:
     reasons = {
         "blank_line": "blank",
         "malformed_row": "malformed",
+        "conflicting_fields": "conflict",
         "missing_id": "id IS NULL",
         "oversize_field": f"{ids} OR {oversize}",
         "bad_id_type": "n_id_type IS NULL",
