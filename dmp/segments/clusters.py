@@ -1,8 +1,9 @@
 """Interest clusters: devices grouped by what they read, named in IAB Audience terms.
 
 Features are the decayed interest profiles (sensitive categories left out
-unless config allows them), weighted TF-IDF style so that categories
-everyone reads count for little, L2-normalised, then MiniBatchKMeans. k is
+unless config allows them), the square root of each score times IDF so that
+categories everyone reads count for little, L2-normalised (``weigh``), then
+MiniBatchKMeans. k is
 configured or chosen by silhouette on a sample. A new run's clusters take
 the keys of the last run's by centroid similarity, so a cluster segment that
 is synced to a DSP keeps its identity; each cluster becomes a segment of kind
@@ -76,8 +77,23 @@ def load_features(store: Store, config: Config, now: datetime) -> Features:
     counts = sparse.csr_matrix(
         (cells["score"], (cells["row"], cells["col"])), shape=(len(devices), len(categories))
     )
-    weighted = TfidfTransformer(sublinear_tf=True).fit_transform(counts)
-    return Features(devices=devices, categories=categories, matrix=normalize(weighted))
+    return Features(devices=devices, categories=categories, matrix=weigh(counts))
+
+
+def weigh(scores: sparse.csr_matrix) -> sparse.csr_matrix:
+    """Decayed scores -> clustering features: sqrt(score) x IDF, rows L2-normalised.
+
+    A decayed score has no fixed scale: it shrinks with the age of a device's
+    activity, so 1 + ln(score) (sublinear tf) went negative below 1/e and made
+    old devices' features noise. A power of the score is never negative and,
+    once the row is normalised, does not depend on how old or how busy the
+    device is (sqrt(c * s) = sqrt(c) * sqrt(s)); the square root still damps a
+    device's top category as sublinear tf did. Measured on the world matrix
+    of bench/cluster_quality.py (README). An empty matrix stays empty.
+    """
+    if scores.shape[0] == 0:
+        return scores
+    return TfidfTransformer(norm="l2").fit_transform(scores.sqrt())
 
 
 def _sample(matrix: sparse.csr_matrix, size: int, seed: int) -> np.ndarray:
@@ -111,9 +127,13 @@ def cluster(store: Store, config: Config, now: datetime | None = None) -> dict:
     now = now or utcnow()
     ensure(store, config)
     features = load_features(store, config, now)
-    n = features.matrix.shape[0]
-    if n < 2 * config.get("segments.cluster_k_min"):
-        return {"devices": n, "clusters": [], "note": "too few profiled devices to cluster"}
+    n, needed = features.matrix.shape[0], 2 * config.get("segments.cluster_k_min")
+    if n < needed:
+        note = (
+            f"too few profiled devices to cluster: {n:,} with non-sensitive interests, "
+            f"{needed:,} needed (2 x segments.cluster_k_min); previous clusters kept"
+        )
+        return {"devices": n, "clusters": [], "note": note}
     seed = config.get("segments.cluster_seed")
     sample = _sample(features.matrix, FIT_ROWS, seed)
     k, silhouettes = config.get("segments.cluster_k"), {}
