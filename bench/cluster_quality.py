@@ -5,12 +5,13 @@
 For each world of bench/worlds.py's MATRIX (or those named), in one run: write
 its logs, build a fresh instance, ingest them, run the profile and cluster jobs
 (in this process, "now" fixed), and measure NMI of dmp's cluster segments
-against the planted personas. Beside it, on the same devices, the baseline:
-plain TF-IDF on event counts + MiniBatchKMeans with k = the number of personas.
-Prints a table per world, the minimum NMI and the worst world (target: >= 0.75
-on every world, and never below the baseline). --devices N sets every world's
-size (events per device kept; default: each world's own, 20k-40k devices,
-the whole matrix in a few minutes on two cores).
+against the planted personas. Beside it, on the same devices: the baseline,
+plain TF-IDF on event counts + MiniBatchKMeans with k = the number of personas;
+and the ceiling, the Bayes classifier that knows the planted model (about the
+best any method can do on that world). Prints a table per world, the minimum
+NMI and the worst world (target: >= 0.75 on every world, and never below the
+baseline). --devices N sets every world's size (events per device kept;
+default: each world's own, 20k-40k devices).
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ def measure(spec: WorldSpec, folder: Path) -> dict:
         "k": result.get("k"),
         "nmi": nmi(joined["persona"], joined["segment_id"]),
         "baseline_nmi": nmi(joined["persona"], joined["baseline"]),
+        "ceiling_nmi": nmi(joined["persona"], joined["oracle"]),
         "seconds": time.perf_counter() - start,
     }
 
@@ -108,7 +110,7 @@ def main() -> None:
         parser.error(f"unknown world(s) {', '.join(sorted(unknown))}; known: {', '.join(known)}")
     rows = []
     print(f"{'world':<14} {'personas':>8} {'devices':>9} {'k':>3} {'dmp NMI':>8} "
-          f"{'baseline':>8} {'seconds':>8}")  # fmt: skip
+          f"{'baseline':>8} {'ceiling':>8} {'seconds':>8}")  # fmt: skip
     for name in args.world or known:
         spec = known[name]
         if args.devices:
@@ -119,7 +121,8 @@ def main() -> None:
         rows.append(row)
         print(
             f"{row['world']:<14} {row['personas']:>8} {row['devices']:>9,} {row['k'] or '-':>3} "
-            f"{row['nmi']:>8.3f} {row['baseline_nmi']:>8.3f} {row['seconds']:>8.1f}",
+            f"{row['nmi']:>8.3f} {row['baseline_nmi']:>8.3f} {row['ceiling_nmi']:>8.3f} "
+            f"{row['seconds']:>8.1f}",
             flush=True,
         )
     worst = min(rows, key=lambda r: r["nmi"])

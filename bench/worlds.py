@@ -203,16 +203,14 @@ def build(spec: WorldSpec, con: duckdb.DuckDBPyConnection, now: datetime = NOW) 
     last_active = rng.random(spec.devices) * spec.recency_days * 86400
     span = rng.random(spec.devices) * spec.active_days * 86400
     logged, logged_type, stored, stored_type = _device_ids(spec, rng)
-    truth = pa.table({"id": stored, "id_type": stored_type, "persona": persona})
-    con.register("truth_arrow", truth)
-    con.execute("CREATE OR REPLACE TABLE world_truth AS SELECT * FROM truth_arrow")
-    con.unregister("truth_arrow")
     owner = np.repeat(np.arange(spec.devices), _event_counts(spec, rng))
     rng.shuffle(owner)
     con.execute(
         "CREATE OR REPLACE TABLE world_events (ts VARCHAR, id VARCHAR, id_type VARCHAR, "
         "url VARCHAR, event VARCHAR, category VARCHAR, country VARCHAR)"
     )
+    loglik, ordered = _log_likelihood(spec, cats, weights, popular, popularity)
+    evidence = np.zeros((spec.devices, spec.personas))
     for lo in range(0, len(owner), CHUNK):
         part = owner[lo : lo + CHUNK]
         k = len(part)
@@ -238,9 +236,35 @@ def build(spec: WorldSpec, con: duckdb.DuckDBPyConnection, now: datetime = NOW) 
                 "country": np.where(rng.random(k) < 0.7, "US", "BR"),
             }
         )
+        np.add.at(evidence, part, loglik[np.searchsorted(ordered, category)])
         con.register("chunk_arrow", chunk)
         con.execute("INSERT INTO world_events SELECT * FROM chunk_arrow")
         con.unregister("chunk_arrow")
+    oracle = evidence.argmax(axis=1)
+    truth = pa.table({"id": stored, "id_type": stored_type, "persona": persona, "oracle": oracle})
+    con.register("truth_arrow", truth)
+    con.execute("CREATE OR REPLACE TABLE world_truth AS SELECT * FROM truth_arrow")
+    con.unregister("truth_arrow")
+
+
+def _log_likelihood(
+    spec: WorldSpec,
+    cats: np.ndarray,
+    weights: np.ndarray,
+    popular: np.ndarray,
+    popularity: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """log P(category | persona) as planted (sorted categories x personas) and the sorted
+    categories: the Bayes classifier that knows the planted model, whose NMI is about
+    the best any method can reach on the world (the bench's "ceiling")."""
+    noise = popularity / popularity.sum()
+    prob = np.outer(noise * spec.noise, np.ones(spec.personas))
+    index = {c: i for i, c in enumerate(popular)}
+    for p in range(spec.personas):
+        for c, w in zip(cats[p], weights[p], strict=True):
+            prob[index[c], p] += (1 - spec.noise) * w
+    order = np.argsort(popular)
+    return np.log(prob[order]), popular[order]
 
 
 def _site(category: str) -> str:
