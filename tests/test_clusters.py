@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import shutil
+from dataclasses import replace
+from datetime import timedelta
+
+import numpy as np
 import pandas as pd
 import pytest
 from sklearn.metrics import normalized_mutual_info_score
 
+from bench.worlds import WorldSpec
+from bench.worlds import write as write_world
 from dmp.config import load_config
 from dmp.generate import World
 from dmp.ingest import ingest_files
@@ -13,6 +20,7 @@ from dmp.interests.profiles import build_profiles
 from dmp.segments.clusters import cluster, load_features
 from dmp.store import open_store
 from tests.conftest import NOW
+from tests.test_identity import line, load
 
 
 @pytest.fixture(scope="module")
@@ -77,3 +85,62 @@ def test_sensitive_categories_never_build_clusters(world):
         assert {"30", "2"} <= set(load_features(store, allowed, NOW).categories)
         store.con.execute("UPDATE taxonomy SET sensitive = false WHERE id IN ('30', '2')")
     assert not {"30", "2"} & used
+
+
+def test_features_of_old_activity_are_non_negative_and_do_not_depend_on_age(store, config, write):
+    """Two devices reading the same pages, one 60 days ago and one yesterday: decayed
+    scores far below 1 for the first (2^-60/14) must give the same non-negative features."""
+    pages = [("1", 3), ("30", 2), ("80", 1)]  # Automotive, Auto Body Styles, Business
+    rows = [
+        line(NOW - timedelta(days=days, minutes=i), device, category=category)
+        for device, days in (("ckold", 60), ("ckfresh", 1))
+        for category, repeat in pages
+        for i in range(repeat)
+    ]
+    rows.append(line(NOW - timedelta(days=2), "ckother", category="640"))  # Television
+    load(store, config, write, *rows)
+    build_profiles(store, config, NOW)
+    features = load_features(store, config, NOW)
+    assert features.matrix.data.min() >= 0
+    matrix = features.matrix.toarray()
+    old, fresh = (features.devices["id"].tolist().index(d) for d in ("ckold", "ckfresh"))
+    np.testing.assert_allclose(matrix[old], matrix[fresh], rtol=1e-6)
+
+
+def test_clusters_recover_planted_personas_of_old_activity(tmp_path):
+    """A world of the bench matrix whose devices were last active up to 60 days ago."""
+    spec = replace(
+        WorldSpec("old"), devices=1200, personas=8, recency_days=60, active_days=14, seed=3
+    )
+    world = write_world(spec, tmp_path / "world", NOW)
+    config = load_config(
+        tmp_path / "home",
+        (f"interests.category_rules={world['rules']}", f"segments.cluster_k={spec.personas}"),
+        env={},
+    )
+    with open_store(config) as store:
+        ingest_files(store, config, [world["events"]], now=NOW)
+        build_profiles(store, config, NOW)
+        cluster(store, config, NOW)
+        joined = assignments(store).merge(pd.read_csv(world["truth"]), on="id")
+    nmi = normalized_mutual_info_score(joined["persona"], joined["segment_id"])
+    assert nmi >= 0.75, nmi
+
+
+def test_too_few_devices_keeps_the_previous_clusters(world, tmp_path):
+    home, summary, config = world
+    shutil.copytree(home, tmp_path / "home")
+    config = load_config(
+        tmp_path / "home", (f"interests.category_rules={summary['category_rules']}",), env={}
+    )
+    tables = ("clusters", "segments", "segment_members")
+    with open_store(config) as store:
+        cluster(store, config, NOW)
+        before = {
+            t: store.con.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall() for t in tables
+        }
+        store.con.execute("DELETE FROM profiles")
+        result = cluster(store, config, NOW + timedelta(days=1))
+        after = {t: store.con.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall() for t in tables}
+    assert result["status"] == "kept" and "no device has an interest profile" in result["reason"]
+    assert after == before
