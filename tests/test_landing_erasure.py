@@ -174,3 +174,15 @@ def test_a_broken_gzip_holding_the_id_is_still_removed_whole(config, store):
     summary = optout(store, [VICTIM], now=NOW, erasure=Erasure(config))
     assert summary["files"]["files_removed"] == [str(broken)]
     assert summary["files"]["errors"] == [] and not broken.exists()
+
+
+def test_the_cli_names_a_file_it_could_not_clean_and_exits_1(cli, config):
+    assert cli("init").exit_code == 0
+    done = _landing(config) / "done"
+    done.mkdir()
+    (done / "a.csv").write_text(_rows(VICTIM, OTHERS[0]))
+    (done / ".a.csv.erasing").mkdir()
+    result = cli("optout", "add", VICTIM)
+    assert result.exit_code == 1
+    assert "1 new opt-outs" in result.output
+    assert f"error: {done / 'a.csv'}: not cleaned, left as it was" in result.output
