@@ -20,6 +20,9 @@ def run(store: Store, config: Config, now: datetime | None = None) -> dict:
         "quarantined": sum(r.quarantined for r in results),
         "rejected": [r.file for r in results if r.status == "rejected"],
     }
+    notes = [f"{r.file}: {r.error}" for r in results if r.status == "skipped" and r.error]
+    if notes:
+        summary["notes"] = notes
     if synced["files"]:
         summary["partner_ids"] = synced["stored"]
     return summary

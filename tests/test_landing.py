@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 from datetime import UTC, timedelta
 
+import pytest
+
+from dmp.errors import DmpError
 from dmp.ingest import ingest_landing
 from jobs import JOBS
 from tests.conftest import NOW
@@ -88,3 +91,100 @@ def test_keep_days_is_configurable(store, home):
     ingest_landing(store, config, now=NOW)
     assert prune(config, NOW + timedelta(hours=23))["raw_files_past_keep_days"] == 0
     assert prune(config, NOW + timedelta(days=1))["raw_files_past_keep_days"] == 1
+
+
+def _during_load_of(name: str, monkeypatch, change) -> None:
+    """Run ``change`` once, when ingest starts reading the file called ``name``."""
+    from dmp.ingest import readers
+
+    detect = readers.detect_format
+
+    def detect_then_change(path):
+        if path.name == name:
+            change()
+        return detect(path)
+
+    monkeypatch.setattr(readers, "detect_format", detect_then_change)
+
+
+def test_an_entry_swapped_for_a_link_while_another_loads_is_refused(
+    store, config, tmp_path, monkeypatch
+):
+    landing = _landing(config)
+    outside = tmp_path / "outside.csv"
+    outside.write_text(HEADER + "2026-11-19T10:00:00Z,ck-outside,cookie,,,,,,,\n")
+    (landing / "a.csv").write_text(HEADER + ROW)
+    (landing / "z.csv").write_text(HEADER + "2026-11-19T10:00:00Z,ck-z,cookie,,,,,,,\n")
+
+    def swap() -> None:
+        (landing / "z.csv").unlink()
+        (landing / "z.csv").symlink_to(outside)
+
+    _during_load_of("a.csv", monkeypatch, swap)
+    results = {os.path.basename(r.file): r for r in ingest_landing(store, config, now=NOW)}
+    assert results["a.csv"].status == "loaded"
+    assert results["z.csv"].status == "rejected" and "symbolic link" in results["z.csv"].error
+    ids = store.con.execute("SELECT DISTINCT id FROM events UNION SELECT id FROM quarantine")
+    assert "ck-outside" not in {i for (i,) in ids.fetchall()}
+    assert (landing / "failed" / "z.csv").is_symlink() and outside.is_file()
+
+
+def test_a_hard_link_is_refused_unread(store, config, tmp_path):
+    landing = _landing(config)
+    outside = tmp_path / "outside.csv"
+    outside.write_text(HEADER + "2026-11-19T10:00:00Z,ck-outside,cookie,,,,,,,\n")
+    os.link(outside, landing / "h.csv")
+    (result,) = ingest_landing(store, config, now=NOW)
+    assert result.status == "rejected" and "hard link" in result.error
+    assert store.con.execute("SELECT count(*) FROM events").fetchone()[0] == 0
+    assert (landing / "failed" / "h.csv").is_file() and outside.is_file()
+
+
+def test_an_entry_that_vanishes_before_its_turn_is_skipped_with_a_note(store, config, monkeypatch):
+    landing = _landing(config)
+    (landing / "a.csv").write_text(HEADER + ROW)
+    (landing / "z.csv").write_text(HEADER + ROW)
+    _during_load_of("a.csv", monkeypatch, (landing / "z.csv").unlink)
+    results = {os.path.basename(r.file): r for r in ingest_landing(store, config, now=NOW)}
+    assert results["a.csv"].status == "loaded"
+    assert results["z.csv"].status == "skipped" and "vanished" in results["z.csv"].error
+    assert sorted(p.name for p in landing.rglob("*") if p.is_file()) == ["a.csv"]
+
+
+def test_stale_erasure_temp_files_are_removed_by_the_nightly_prune(store, config):
+    landing = _landing(config)
+    for stale in (landing / ".a.csv.erasing", landing / "done" / ".b.csv.erasing"):
+        stale.parent.mkdir(exist_ok=True)
+        stale.write_text("half a rewrite\n")
+    (landing / "done" / "b.csv").write_text(HEADER + ROW)
+    result = JOBS["expire"](store, config, now=NOW)
+    assert result["erasure_leftovers"] == 2
+    assert [p.name for p in landing.rglob("*") if p.is_file()] == ["b.csv"]
+
+
+def test_a_file_a_stopped_run_left_claimed_is_loaded_by_the_next(store, config):
+    landing = _landing(config)
+    claimed = landing / ".claimed"
+    claimed.mkdir(mode=0o700)
+    (claimed / "a.csv").write_text(HEADER + ROW)
+    (result,) = ingest_landing(store, config, now=NOW)
+    assert result.status == "loaded" and result.file == str(landing / "a.csv")
+    assert (landing / "done" / "a.csv").is_file() and list(claimed.iterdir()) == []
+
+
+@pytest.mark.parametrize("planted", ["link", "dangling", "file"])
+def test_a_claimed_folder_not_of_dmps_own_stops_the_run(store, config, tmp_path, planted):
+    landing = _landing(config)
+    (landing / "a.csv").write_text(HEADER + ROW)
+    elsewhere = tmp_path / "elsewhere"
+    if planted == "link":
+        elsewhere.mkdir()
+        (landing / ".claimed").symlink_to(elsewhere)
+    elif planted == "dangling":
+        (landing / ".claimed").symlink_to(elsewhere)
+    else:
+        (landing / ".claimed").write_text("")
+    with pytest.raises(DmpError, match="not a folder of dmp's own"):
+        ingest_landing(store, config, now=NOW)
+    assert (landing / "a.csv").is_file()
+    assert not elsewhere.exists() or list(elsewhere.iterdir()) == []

@@ -81,6 +81,7 @@ def optout_add(
         as_json,
         f"{summary['new_optouts']:,} new opt-outs, {deleted:,} rows removed; {_files(summary)}",
     )
+    _fail_on_file_errors(summary)
 
 
 def _compact(ctx: Context, summary: dict) -> dict | None:
@@ -94,6 +95,16 @@ def _files(summary: dict) -> str:
     files = summary["files"]
     touched = len(files["files_rewritten"]) + len(files["files_removed"])
     return f"{files['lines_removed']:,} raw lines removed from {touched:,} file(s)"
+
+
+def _fail_on_file_errors(summary: dict) -> None:
+    """The IDs are erased from the tables, but some raw files still hold them: say which
+    (on stderr) and exit 1, so the operator fixes them and runs the command again."""
+    errors = summary["files"]["errors"]
+    if errors:
+        for error in errors:
+            click.echo(f"error: {error}", err=True)
+        sys.exit(1)
 
 
 @main.command()
@@ -136,6 +147,7 @@ def delete(
     if summary.get("unknown"):
         note += f"; {summary['unknown']:,} ID(s) unknown here, nothing to delete for them"
     _report_ids(summary, as_json, note)
+    _fail_on_file_errors(summary)
 
 
 @main.group()

@@ -82,7 +82,7 @@ def _describe(result) -> str:
     if result.status == "rejected":
         return f"REJECTED  {result.file}\n          {result.error}"
     if result.status == "skipped":
-        return f"skipped   {result.file} (already loaded)"
+        return f"skipped   {result.file} ({result.error or 'already loaded'})"
     line = (
         f"loaded    {result.file}: {result.rows:,} rows, {result.loaded:,} new events, "
         f"{result.duplicates:,} duplicates, {result.quarantined:,} quarantined, "

@@ -10,11 +10,17 @@ A line (a Parquet row) holds an ID when the ID appears in it whole: not run on
 into letters or digits on either side. A MAID matches in any case, with or
 without hyphens; a hashed email in any case. Candidate files are found by a
 byte search (one pass per ID form, at memory speed), and only files that hold an
-ID are rewritten: beside the original, fsynced, then renamed over it, keeping
-its modification time (which ``landing.keep_days`` counts from); a file left
-with no line is removed. A file that cannot be read through (a broken gzip
-stream) is removed whole when the part that reads holds an ID: it was refused
-at ingest, so nothing of it is lost.
+ID are rewritten: beside the original (``.NAME.erasing``, removed whatever happens;
+one a stopped process left is removed by the nightly ``prune``), fsynced, then
+renamed over it, keeping its modification time (which ``landing.keep_days`` counts
+from); a file left with no line is removed. A file that cannot be read through (a
+broken gzip stream) is removed whole when the part that reads holds an ID: it was
+refused at ingest, so nothing of it is lost.
+
+Rewriting holds the landing lock (``landing.exclusive``), so no ingest moves a file
+meanwhile. A file that moved or vanished all the same (another program's doing) is
+passed over; one that cannot be rewritten is left as it was and named in
+``Scrubbed.errors``, and the other files are cleaned all the same.
 """
 
 from __future__ import annotations
@@ -32,10 +38,13 @@ from pathlib import Path
 import duckdb
 
 from dmp.config import Config
+from dmp.ingest.landing import CLAIMED, PARTIAL, exclusive
 
 CHUNK = 4 << 20
 REDACTED = "[id removed]"
 _WORD = re.compile(rb"[A-Za-z0-9]")
+# What a text file that cannot be read through raises (a broken gzip stream).
+_BROKEN = (EOFError, zlib.error, gzip.BadGzipFile)
 # The file destination's default folder (activation.connectors.file), relative to home.
 _EXPORTS_DEFAULT = "exports"
 
@@ -58,12 +67,14 @@ class Scrubbed:
     files_removed: list[str] = field(default_factory=list)
     lines_removed: int = 0
     found: set[tuple[str, str]] = field(default_factory=set)  # (id, id_type) seen in a file
+    errors: list[str] = field(default_factory=list)  # "path: why" of files left as they were
 
     def to_dict(self) -> dict:
         return {
             "files_rewritten": self.files_rewritten,
             "files_removed": self.files_removed,
             "lines_removed": self.lines_removed,
+            "errors": self.errors,
         }
 
 
@@ -101,11 +112,13 @@ class Erasure:
         if not found:
             return done
         landing = self.config.path("ingest.landing")
-        with self.hold():  # listed inside: holding may hand an open spool file over
-            for path in [*_regular(landing, "*"), *_regular(landing, "idsync/*/*")]:
+        with exclusive():
+            with self.hold():  # listed inside: holding may hand an open spool file over
+                pending = ("*", f"{CLAIMED}/*", "idsync/*/*")
+                for path in [p for pattern in pending for p in _regular(landing, pattern)]:
+                    _scrub_file(path, found, done)
+            for path in self._archived(con, landing):
                 _scrub_file(path, found, done)
-        for path in self._archived(con, landing):
-            _scrub_file(path, found, done)
         return done
 
     def _archived(self, con: duckdb.DuckDBPyConnection, landing: Path) -> list[Path]:
@@ -130,8 +143,12 @@ class Erasure:
 
 
 def _regular(folder: Path, pattern: str) -> list[Path]:
-    """Regular files (never a symbolic link) matching ``pattern`` under ``folder``."""
-    return sorted(p for p in folder.glob(pattern) if _is_regular(p)) if folder.is_dir() else []
+    """Regular files (never a symbolic link, nor a rewrite's temp file) matching
+    ``pattern`` under ``folder``."""
+    if not folder.is_dir():
+        return []
+    partial = PARTIAL.format(name="*")
+    return sorted(p for p in folder.glob(pattern) if _is_regular(p) and not p.match(partial))
 
 
 def _is_regular(path: Path) -> bool:
@@ -139,7 +156,17 @@ def _is_regular(path: Path) -> bool:
 
 
 def _scrub_file(path: Path, found: list[Needle], done: Scrubbed) -> None:
-    """Rewrite ``path`` without the lines (rows) that hold a needle, if any does."""
+    """Rewrite ``path`` without the lines (rows) that hold a needle, if any does; a file
+    gone meanwhile is passed over, one that cannot be rewritten named in the errors."""
+    try:
+        _rewrite(path, found, done)
+    except FileNotFoundError:
+        return
+    except (OSError, duckdb.Error) as exc:
+        done.errors.append(f"{path}: not cleaned, left as it was ({exc})")
+
+
+def _rewrite(path: Path, found: list[Needle], done: Scrubbed) -> None:
     if not _may_hold(path, found):
         return
     if _is_parquet(path):
@@ -147,7 +174,7 @@ def _scrub_file(path: Path, found: list[Needle], done: Scrubbed) -> None:
     else:
         try:
             removed = _rewrite_text(path, found, done)
-        except (OSError, EOFError, zlib.error):  # unreadable to the end: it held a needle
+        except _BROKEN:  # unreadable to the end: it held a needle
             path.unlink()
             done.files_removed.append(str(path))
             return
@@ -209,7 +236,7 @@ def _whole(text: bytes, form: bytes) -> bool:
 
 def _rewrite_text(path: Path, found: list[Needle], done: Scrubbed) -> int | None:
     """Copy the lines that hold no needle; replace the file only if some did."""
-    partial = path.with_name(f".{path.name}.erasing")
+    partial = _partial(path)
     removed = kept = 0
     gzipped = _gzipped(path)
     try:
@@ -222,14 +249,11 @@ def _rewrite_text(path: Path, found: list[Needle], done: Scrubbed) -> int | None
                     continue
                 target.write(line)
                 kept += 1
-    except BaseException:
+        if removed:
+            _replace(partial, path, keep=kept > 0)
+    finally:
         partial.unlink(missing_ok=True)
-        raise
-    if not removed:
-        partial.unlink()
-        return None
-    _replace(partial, path, keep=kept > 0)
-    return removed
+    return removed or None
 
 
 def _rewrite_parquet(path: Path, found: list[Needle], done: Scrubbed) -> int | None:
@@ -252,21 +276,24 @@ def _rewrite_parquet(path: Path, found: list[Needle], done: Scrubbed) -> int | N
                 held += hits
         if not conditions:
             return None
-        partial = path.with_name(f".{path.name}.erasing")
+        partial = _partial(path)
         where = " OR ".join(f"regexp_matches({row}, $p{i})" for i in range(len(conditions)))
         params = {"path": str(path), **{f"p{i}": p for i, p in enumerate(conditions)}}
         removed, kept = con.execute(
             f"SELECT count(*) FILTER ({where}), count(*) FILTER (NOT ({where})) FROM {source}",
             params,
         ).fetchone()
-        con.execute(
-            f"COPY (SELECT t.* FROM {source} WHERE NOT ({where})) TO '{_quoted(partial)}' "
-            "(FORMAT parquet)",
-            params,
-        )
+        try:
+            con.execute(
+                f"COPY (SELECT t.* FROM {source} WHERE NOT ({where})) TO '{_quoted(partial)}' "
+                "(FORMAT parquet)",
+                params,
+            )
+            _replace(partial, path, keep=kept > 0)
+        finally:
+            partial.unlink(missing_ok=True)
     finally:
         con.close()
-    _replace(partial, path, keep=kept > 0)
     return removed
 
 
@@ -317,16 +344,24 @@ def _create(path: Path, gzipped: bool) -> Iterator:
             yield raw
 
 
+def _partial(path: Path) -> Path:
+    """Where the rewrite of ``path`` is written. One found there is a stopped rewrite's
+    (the landing lock is held): it goes first, so the new one is created, not reused."""
+    partial = path.with_name(PARTIAL.format(name=path.name))
+    partial.unlink(missing_ok=True)
+    return partial
+
+
 def _replace(partial: Path, path: Path, keep: bool) -> None:
     """Put the rewritten file in place atomically, with the original's times; or,
-    when nothing is left (``keep`` false), remove both."""
+    when nothing is left (``keep`` false), remove the original. The original must still
+    be there (FileNotFoundError if not): a rewrite never brings back a moved file."""
+    times = path.stat()
     if keep:
         _fsync(partial)
-        times = path.stat()
         os.utime(partial, ns=(times.st_atime_ns, times.st_mtime_ns))
         os.replace(partial, path)
     else:
-        partial.unlink(missing_ok=True)
         path.unlink()
     _fsync(path.parent)
 

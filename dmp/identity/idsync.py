@@ -15,6 +15,7 @@ from dmp.clock import utcnow
 from dmp.csvsafe import starts_like_formula
 from dmp.errors import DmpError
 from dmp.identity.ids import read_lines
+from dmp.ingest.landing import exclusive
 from dmp.ingest.validate import cookie_sql
 from dmp.store import Store
 
@@ -85,8 +86,9 @@ def import_spooled(store: Store, folder: Path, now: datetime | None = None) -> d
     ``cookie_id,partner_id`` lines), then move each to ``folder/PARTNER/done/``."""
     stored, files = 0, 0
     for path in sorted(folder.glob("*/*.csv")) if folder.exists() else []:
-        stored += import_matches(store, path.parent.name, path, now)["stored"]
-        (path.parent / "done").mkdir(exist_ok=True)
-        path.rename(path.parent / "done" / path.name)
+        with exclusive():  # erasure rewrites these files: never move one meanwhile
+            stored += import_matches(store, path.parent.name, path, now)["stored"]
+            (path.parent / "done").mkdir(exist_ok=True)
+            path.rename(path.parent / "done" / path.name)
         files += 1
     return {"files": files, "stored": stored}

@@ -7,6 +7,13 @@ first remove the lines that hold it from the raw files on disk. An opt-out then
 keeps the bare ID (so ingest drops its future events): the opt-out list is the
 one place that holds it. A deletion keeps nothing but an audit line with counts;
 ``identity_removals`` holds the ID until every destination confirmed its removal.
+
+Files and rows are erased holding the landing lock (``landing.exclusive``): a landing
+file being loaded meanwhile is loaded and filed first, and its rows are then
+forgotten with the rest, so an ingest that read the file before the request never
+brings the ID back. An opt-out is recorded before the lock is waited for: ingest drops
+the ID from every file it reads from then on, and a failure in cleaning the files
+(each named in the answer's ``files.errors``) never loses the opt-out itself.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import duckdb
 from dmp.clock import utcnow
 from dmp.identity.erasure import Erasure, Scrubbed, needles, redact_quoted
 from dmp.identity.ids import IdList, load_ids
+from dmp.ingest.landing import exclusive
 from dmp.store import Store
 
 # (table, id column, id-type column): every place a device's data lives.
@@ -95,18 +103,19 @@ def optout(
     now = now or utcnow()
     con = store.con
     ids = load_ids(con, values, path, id_type)
-    files = _scrub_files(con, ids.table, erasure)
-    with store.transaction():
-        new = con.execute(
-            f"""
-            INSERT INTO optouts
-            SELECT g.id, g.id_type, $source, $now FROM {ids.table} g
-            WHERE NOT EXISTS (SELECT 1 FROM optouts o WHERE o.id = g.id AND o.id_type = g.id_type)
-            """,
-            {"source": source, "now": now},
-        ).fetchone()[0]
-        deleted = forget(con, ids.table, "optout", now)
-        redact_quoted(con, needles(con, ids.table))
+    new = con.execute(
+        f"""
+        INSERT INTO optouts
+        SELECT g.id, g.id_type, $source, $now FROM {ids.table} g
+        WHERE NOT EXISTS (SELECT 1 FROM optouts o WHERE o.id = g.id AND o.id_type = g.id_type)
+        """,
+        {"source": source, "now": now},
+    ).fetchone()[0]
+    with exclusive():
+        files = _scrub_files(con, ids.table, erasure)
+        with store.transaction():
+            deleted = forget(con, ids.table, "optout", now)
+            redact_quoted(con, needles(con, ids.table))
     return {**_summary(ids), "new_optouts": new, "rows_deleted": deleted, "files": files.to_dict()}
 
 
@@ -125,46 +134,46 @@ def delete(
 
     ``with_linked`` extends the request to every ID of the same group in the
     ID graph (a request made by email reaches the person's devices). Files go
-    first: an ingest running meanwhile can then only load what no longer holds
-    the IDs, or what ``forget`` removes after it.
+    first, all under the landing lock: no landing file loads until ``forget`` ran.
     """
     now = now or utcnow()
     con = store.con
     ids = load_ids(con, values, path, id_type)
-    if with_linked:
-        _add_linked(con, ids.table)
-    con.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE found_ids AS
-        SELECT id, id_type FROM {ids.table} g WHERE
-            EXISTS (SELECT 1 FROM devices d WHERE d.id = g.id AND d.id_type = g.id_type)
-            OR EXISTS (SELECT 1 FROM id_links l
-                       WHERE l.linked_id = g.id AND l.linked_type = g.id_type)
-            OR EXISTS (SELECT 1 FROM events e WHERE e.id = g.id AND e.id_type = g.id_type)
-            OR EXISTS (SELECT 1 FROM quarantine q WHERE q.id = g.id AND q.id_type = g.id_type)
-        """
-    )
-    files = _scrub_files(con, ids.table, erasure)
-    if files.found:
-        con.executemany("INSERT INTO found_ids VALUES (?, ?)", [list(k) for k in files.found])
-    found = con.execute("SELECT count(*) FROM (SELECT DISTINCT * FROM found_ids)").fetchone()[0]
-    con.execute("DROP TABLE found_ids")
-    with store.transaction():
-        deleted = forget(con, ids.table, "deleted", now)
-        redact_quoted(con, needles(con, ids.table))
+    with exclusive():
+        if with_linked:
+            _add_linked(con, ids.table)
         con.execute(
+            f"""
+            CREATE OR REPLACE TEMP TABLE found_ids AS
+            SELECT id, id_type FROM {ids.table} g WHERE
+                EXISTS (SELECT 1 FROM devices d WHERE d.id = g.id AND d.id_type = g.id_type)
+                OR EXISTS (SELECT 1 FROM id_links l
+                           WHERE l.linked_id = g.id AND l.linked_type = g.id_type)
+                OR EXISTS (SELECT 1 FROM events e WHERE e.id = g.id AND e.id_type = g.id_type)
+                OR EXISTS (SELECT 1 FROM quarantine q WHERE q.id = g.id AND q.id_type = g.id_type)
             """
-            INSERT INTO deletion_audit
-            VALUES (nextval('deletion_id_seq'), $by, $now, $given, $found, $deleted)
-            """,
-            {
-                "by": requested_by,
-                "now": now,
-                "given": ids.valid,
-                "found": found,
-                "deleted": json.dumps(deleted),
-            },
         )
+        files = _scrub_files(con, ids.table, erasure)
+        if files.found:
+            con.executemany("INSERT INTO found_ids VALUES (?, ?)", [list(k) for k in files.found])
+        found = con.execute("SELECT count(*) FROM (SELECT DISTINCT * FROM found_ids)").fetchone()[0]
+        con.execute("DROP TABLE found_ids")
+        with store.transaction():
+            deleted = forget(con, ids.table, "deleted", now)
+            redact_quoted(con, needles(con, ids.table))
+            con.execute(
+                """
+                INSERT INTO deletion_audit
+                VALUES (nextval('deletion_id_seq'), $by, $now, $given, $found, $deleted)
+                """,
+                {
+                    "by": requested_by,
+                    "now": now,
+                    "given": ids.valid,
+                    "found": found,
+                    "deleted": json.dumps(deleted),
+                },
+            )
     summary = {
         **_summary(ids),
         "found": found,

@@ -115,10 +115,12 @@ def ingest_file(
     layout: readers.Layout,
     limits: Limits,
     progress: Progress | None = None,
+    shown_as: str | None = None,
 ) -> FileResult:
-    """Load one file atomically, or record why it was rejected."""
+    """Load one file atomically, or record why it was rejected. ``shown_as``: the path
+    results and records name, when it is read from elsewhere (landing's claimed copy)."""
     started = utcnow()
-    result = FileResult(file=str(path), status="loaded", layout=layout.name)
+    result = FileResult(file=shown_as or str(path), status="loaded", layout=layout.name)
     try:
         if not path.is_file():
             raise RejectedFile(f"{path}: no such file")
@@ -147,7 +149,7 @@ def ingest_file(
         _locate_bad_rows(con, source)
         with store.transaction():
             file_id = con.execute("SELECT nextval('file_id_seq')").fetchone()[0]
-            _quarantine(con, file_id, str(path), limits.now)
+            _quarantine(con, file_id, result.file, limits.now)
             _load(con, result, file_id)
             _record(con, result, file_id, sha256, size, started)
     except RejectedFile as exc:
