@@ -5,7 +5,9 @@ the same cookies (so their audiences overlap), and staff hold rule segments,
 one of them named like acme's lookalike. Every route of the app is probed as an
 acme user, with its API token and with its dashboard session: nothing of
 ``rivalco``'s or the staff's may show, and a request naming one of their objects
-must be answered exactly like a request naming a missing one. The routes are read
+must be answered exactly like a request naming a missing one. The probes run with a
+staff segment built on ``staffonly`` and rivalco's lookalike granted to acme: the
+grant shows its audience, never the names it was built from. The routes are read
 from the app's url_map, so a new route without a probe here fails.
 """
 
@@ -244,6 +246,81 @@ def test_cli_grants_revokes_and_lists_as_an_agency(world, home, cli):
     assert [s["name"] for s in json.loads(listed.output)] == [OWN, "acme/other-like"]
 
 
+# -- what a grant shows: the audience, not how it was built -----------------------------
+
+GRANTED = "active-home-buyers"
+# A staff segment built on segments acme may not see: a staff one and rivalco's.
+GRANTED_RULE = {"all": [{"segment": "staffonly"}, {"not": {"segment": "rivalco/secret-campaign"}}]}
+
+
+def grant_a_staff_rule(store, config) -> None:
+    """Staff build ``active-home-buyers`` out of ``staffonly`` and rivalco's lookalike,
+    describe it by those names, record a staff-only event in its history, and grant it
+    to acme."""
+    rule_segments.create(store, config, GRANTED, GRANTED_RULE, "staffonly minus secret-campaign",
+                         now=NOW)  # fmt: skip
+    sid = registry.get_segment(store, GRANTED)["segment_id"]
+    registry.record_history(store.con, sid, "held", "staffonly churned; linked to ttd", NOW)
+    registry.grant(store, GRANTED, "acme", now=NOW)
+
+
+def test_a_granted_segment_shows_its_audience_not_how_it_was_built(app, world):
+    """Reviewer's finding: acme, reading its grant ``active-home-buyers``, saw its
+    definition ``{"not": {"segment": "auto-intenders"}}`` naming a staff segment that
+    answers 404 to acme. A grant shows name, size, trend, top categories and overlaps;
+    the definition, description and history stay with the owner."""
+    store, client, acme = app.extensions["dmp.runner"].store, app.test_client(), bearer(world)
+    grant_a_staff_rule(store, app.extensions["dmp.config"])
+    seen = client.get(f"/api/v1/segments/{GRANTED}", headers=acme)
+    assert seen.status_code == 200, seen.json
+    for secret in (*SECRETS, "ttd"):
+        assert secret not in seen.text, secret
+    shown = seen.json["segment"]
+    assert (shown["definition"], shown["description"], seen.json["history"]) == (None, None, [])
+    assert shown["size"] > 0 and shown["trend"] and shown["top_categories"]
+    listed = client.get("/api/v1/segments", headers=acme)
+    assert GRANTED in listed.text and not any(secret in listed.text for secret in SECRETS)
+    staff = client.get(f"/api/v1/segments/{GRANTED}", headers=bearer(world, "root")).json
+    assert staff["segment"]["definition"] == GRANTED_RULE and staff["history"]
+    own = client.get("/api/v1/segments/acme/like", headers=acme).json["segment"]
+    assert own["definition"]["seed"] == "converters"  # its own: all of it
+
+
+def test_a_granted_lookalike_hides_its_seed_list_and_model(app, world):
+    """Another agency's lookalike granted to acme: no seed-list name, reach or
+    description of rivalco's reaches acme, in the segment views or a listing."""
+    store, client, acme = app.extensions["dmp.runner"].store, app.test_client(), bearer(world)
+    config = app.extensions["dmp.config"]
+    audience.create_lookalike(store, config, "shared", "rivalco-seeds", "rivalco", "7%",
+                              "built from rivalco-seeds for Q3", now=NOW)  # fmt: skip
+    registry.grant(store, "rivalco/shared", "acme", now=NOW)
+    shown = client.get("/api/v1/segments/rivalco/shared", headers=acme).json["segment"]
+    listed = client.get("/api/v1/segments?kind=lookalike", headers=acme).json["segments"]
+    for granted in (shown, next(s for s in listed if s["name"] == "rivalco/shared")):
+        assert granted["agency"] == "rivalco" and granted["size"] > 0
+        for secret in ("rivalco-seeds", "Q3", "0.07", "reach"):
+            assert secret not in json.dumps(granted), secret
+    assert client.get("/api/v1/lookalikes/shared", headers=acme).status_code == 404
+
+
+def test_cli_shows_a_granted_segment_as_the_agency_sees_it(world, home, cli):
+    copy_world(world, home)
+    with open_store(load_config(home, env={})) as store:
+        grant_a_staff_rule(store, load_config(home, env={}))
+    for args in [("show", GRANTED), ("show", GRANTED, "--json"), ("list", "--json"), ("list",)]:
+        shown = cli("segments", *args, "--agency", "acme")
+        assert shown.exit_code == 0, shown.output
+        assert GRANTED in shown.output and "staffonly" not in shown.output, args
+    assert (
+        json.loads(cli("segments", "show", GRANTED, "--agency", "acme", "--json").output)[
+            "definition"
+        ]
+        is None
+    )
+    staff = json.loads(cli("segments", "show", GRANTED, "--json").output)
+    assert staff["definition"] == GRANTED_RULE
+
+
 # -- every route, as a hostile agency --------------------------------------------------
 
 # Endpoint -> the requests acme makes of it: (method, path, JSON body or form). The
@@ -253,7 +330,7 @@ def test_cli_grants_revokes_and_lists_as_an_agency(world, home, cli):
 SEGMENT_NAMES = [
     OWN, "acme/other-like", "rivalco/secret-campaign", "rivalco%2Fsecret-campaign",
     "RIVALCO/secret-campaign", "acme/../rivalco/secret-campaign", "everyone", "staffonly",
-    "Everyone", "like",
+    "Everyone", "like", GRANTED,
 ]  # fmt: skip
 RULE_BODY = {"name": "x", "rule": {"any": [{"category": "IAB1"}]}}
 
@@ -403,6 +480,8 @@ def _send(client, headers: dict, csrf: str, method: str, path: str, payload):
 @pytest.mark.parametrize("via", ["token", "session"])
 @pytest.mark.parametrize("endpoint", sorted(PROBES))
 def test_an_agency_reaches_nothing_of_others_on_any_route(app, world, endpoint, via):
+    store = app.extensions["dmp.runner"].store
+    grant_a_staff_rule(store, app.extensions["dmp.config"])
     if via == "token":
         client, headers, csrf = app.test_client(), bearer(world), ""
     else:
@@ -421,10 +500,9 @@ def test_an_agency_reaches_nothing_of_others_on_any_route(app, world, endpoint, 
         assert response.status_code == missing.status_code, (probe, text, missing.text)
         if response.status_code != 201:
             assert _hide(text) == missing.text, probe
-    store = app.extensions["dmp.runner"].store
     assert registry.get_segment(store, "rivalco/secret-campaign") is not None
     assert seeds.get_seed_list(store, "rivalco-seeds", "rivalco")["ids"] == 300
-    assert registry.grants(store) == []
+    assert [(g["segment"], g["agency"]) for g in registry.grants(store)] == [(GRANTED, "acme")]
 
 
 def _hide_payload(payload):

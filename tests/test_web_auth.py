@@ -194,7 +194,7 @@ def test_revoked_tokens_answer_401(app, store):
     )
     create_token(store, "bea")
     store.con.execute("UPDATE api_tokens SET prefix = 'dmp_same' WHERE revoked_at IS NULL")
-    with pytest.raises(DmpError, match="3 active tokens start with 'dmp_same': revoke by id"):
+    with pytest.raises(DmpError, match="3 active tokens match 'dmp_same': revoke by id"):
         revoke_tokens(store, "dmp_same")
     assert (
         client.get("/api/v1/status", headers={"Authorization": f"Bearer {kept}"}).status_code == 200
@@ -206,6 +206,39 @@ def test_revoked_tokens_answer_401(app, store):
     assert (
         client.get("/api/v1/status", headers={"Authorization": f"Bearer {root}"}).status_code == 200
     )
+
+
+def test_a_token_is_revoked_by_itself_or_any_prefix_as_long_as_the_listed_one(app, store):
+    """A 12-character prefix, or the whole token, answered "no active token": only the
+    8-character prefix `dmp tokens list` shows (or the id) worked."""
+    client = app.test_client()
+    kept, whole, longer = (create_token(store, "bea")["token"] for _ in range(3))
+    assert revoke_tokens(store, whole) == 1
+    assert revoke_tokens(store, longer[:12]) == 1
+    for token, status in [(whole, 401), (longer, 401), (kept, 200)]:
+        answer = client.get("/api/v1/status", headers={"Authorization": f"Bearer {token}"})
+        assert answer.status_code == status
+    with pytest.raises(DmpError, match="no active token"):
+        revoke_tokens(store, kept[:7])  # shorter than the stored prefix: not a name of it
+    with pytest.raises(DmpError, match="no active token"):
+        revoke_tokens(store, whole)  # already revoked
+
+
+def test_a_whole_token_is_unambiguous_where_its_prefix_is_not(app, store):
+    """Tokens sharing the stored prefix: the whole token names one, a longer prefix (whose
+    extra characters cannot be checked) is refused, and a revoked token's whole value never
+    falls back to revoking another active token of the same prefix."""
+    client = app.test_client()
+    first, second, third = (create_token(store, "bea")["token"] for _ in range(3))
+    store.con.execute("UPDATE api_tokens SET prefix = ? WHERE token_id <= 2", [first[:8]])
+    with pytest.raises(DmpError, match=re.escape(f"2 active tokens match '{first[:12]}'")):
+        revoke_tokens(store, first[:12])
+    assert revoke_tokens(store, first) == 1
+    with pytest.raises(DmpError, match="no active token"):
+        revoke_tokens(store, first)  # not: the one other active token of its prefix
+    for token, status in [(first, 401), (second, 200), (third, 200)]:
+        answer = client.get("/api/v1/status", headers={"Authorization": f"Bearer {token}"})
+        assert answer.status_code == status
 
 
 def test_cli_passwd_disable_enable_and_tokens(cli, home):
@@ -234,6 +267,8 @@ def test_cli_passwd_disable_enable_and_tokens(cli, home):
     assert by_id.exit_code == 0 and "revoked 1 token" in by_id.output
     again = cli("tokens", "revoke", str(tokens[0]["token_id"]))
     assert again.exit_code == 1 and again.output.startswith("error: no active token")
+    longer = cli("tokens", "revoke", second["token"][:12])
+    assert longer.exit_code == 0 and "revoked 1 token" in longer.output
     unknown = cli("tokens", "revoke", "dmp_zzzz")
     assert unknown.exit_code == 1 and "error: no active token" in unknown.output
     for args in [("1", "--user", "bea"), ()]:

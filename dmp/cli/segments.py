@@ -26,7 +26,9 @@ def _rule_argument(text: str, config: Config):
 
 rule_option = click.option("--rule", "rule_text", required=True, help="JSON rule, or @FILE.")
 viewer_option = click.option(
-    "--agency", "viewer", help="See only what this agency sees: its own segments and grants."
+    "--agency",
+    "viewer",
+    help="See only what this agency sees: its own segments, and grants without definitions.",
 )
 kind_option = click.option(
     "--kind", type=click.Choice(["rule", "cluster", "lookalike"]),

@@ -156,8 +156,8 @@ def tokens_list(ctx: Context, as_json: bool) -> None:
 @click.option("--user", help="Revoke every token of this user instead.")
 @pass_ctx
 def tokens_revoke(ctx: Context, token: str | None, user: str | None) -> None:
-    """Revoke TOKEN (its id or prefix, from `dmp tokens list`) or all of --user's:
-    requests with it answer 401 from then on."""
+    """Revoke TOKEN (its id or prefix from `dmp tokens list`, a longer prefix, or the
+    whole token) or all of --user's: requests with it answer 401 from then on."""
     from dmp.web.users import revoke_tokens
 
     with ctx.store() as store:

@@ -30,7 +30,8 @@ def describe(
     viewer: str | None = None,
 ) -> dict:
     """Definition, size trend, top categories and overlaps of one segment, as ``viewer``
-    (an agency, or None for staff) may see them.
+    (an agency, or None for staff) may see them: a granted segment without its
+    definition and description.
 
     ``pairs`` is ``overlap()`` of all segments ``viewer`` sees, when the caller has it
     already (the segment page draws them all as a heat map).

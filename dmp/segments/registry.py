@@ -5,7 +5,10 @@ Names are unique per kind. Every reader takes a ``viewer``: ``None`` for staff
 sees only the segments it owns (its lookalikes) and those an admin granted it
 (``grant``). ``visible_sql`` is that rule, the one filter every lookup, listing
 and overlap an agency can reach goes through; another agency's segment is
-answered exactly like a missing one.
+answered exactly like a missing one. A grant shows the audience (name, size,
+trend, overlaps), not how it was built: only an owner (``owned_sql``) reads a
+segment's definition, description and history, which may name segments, seed
+lists and destinations the agency may not see.
 """
 
 from __future__ import annotations
@@ -113,25 +116,38 @@ def record_history(
     con.execute("INSERT INTO segment_history VALUES (?, ?, ?, ?)", [segment_id, now, event, detail])
 
 
-def history(store_or_con: Store | duckdb.DuckDBPyConnection, segment_id: int) -> list[dict]:
-    """The segment's history, newest first."""
+def history(
+    store_or_con: Store | duckdb.DuckDBPyConnection, segment_id: int, viewer: str | None = None
+) -> list[dict]:
+    """The segment's history, newest first; none for a segment ``viewer`` was granted
+    (its holds and retirements speak of destinations and other segments)."""
     rows = (
         _con(store_or_con)
         .execute(
-            "SELECT happened_at, event, detail FROM segment_history WHERE segment_id = ? "
-            "ORDER BY happened_at DESC, rowid DESC",
-            [segment_id],
+            f"""
+            SELECT h.happened_at, h.event, h.detail
+            FROM segment_history h JOIN segments s USING (segment_id)
+            WHERE h.segment_id = $segment AND {owned_sql()}
+            ORDER BY h.happened_at DESC, h.rowid DESC
+            """,
+            {"segment": segment_id, "viewer": viewer},
         )
         .fetchall()
     )
     return [{"at": iso(at), "event": event, "detail": detail} for at, event, detail in rows]
 
 
+def owned_sql(alias: str = "s") -> str:
+    """The condition "``$viewer`` owns segment ``alias``" (NULL: staff, who own all): it
+    is the viewing agency's own; only then are its definition and history shown."""
+    return f"($viewer IS NULL OR {alias}.agency = $viewer)"
+
+
 def visible_sql(alias: str = "s") -> str:
     """The condition "segment ``alias`` is visible to ``$viewer``" (NULL: staff, who see
     all): its owner is the viewing agency, or it was granted to that agency."""
     return f"""(
-        $viewer IS NULL OR {alias}.agency = $viewer OR EXISTS (
+        {owned_sql(alias)} OR EXISTS (
             SELECT 1 FROM segment_grants g
             WHERE g.segment_id = {alias}.segment_id AND g.agency = $viewer))"""
 
@@ -148,7 +164,7 @@ def get_segment(
         _con(store_or_con)
         .execute(
             f"""
-            SELECT {_COLUMNS} FROM segments s
+            SELECT {_COLUMNS}, {owned_sql()} FROM segments s
             WHERE name = $name AND ($kind IS NULL OR kind = $kind) AND {visible_sql()}
             ORDER BY kind
             """,
@@ -159,7 +175,7 @@ def get_segment(
     if len(rows) > 1:
         kinds = ", ".join(r[2] for r in rows)
         raise DmpError(f"{name!r} names segments of several kinds ({kinds}); say which kind")
-    return _as_dict(rows[0]) if rows else None
+    return _as_dict(rows[0][:-1], owned=rows[0][-1]) if rows else None
 
 
 def require_segment(
@@ -184,7 +200,7 @@ def list_segments(
         raise DmpError(f"segment status {status!r}: expected one of {', '.join(STATUSES)}")
     rows = store.con.execute(
         f"""
-        SELECT {", ".join("s." + c for c in _KEYS)},
+        SELECT {", ".join("s." + c for c in _KEYS)}, {owned_sql()},
                (SELECT count(*) FROM segment_members m
                 WHERE m.segment_id = s.segment_id AND m.expires_at > $now) AS size
         FROM segments s
@@ -194,7 +210,7 @@ def list_segments(
         """,
         {"now": now or utcnow(), "kind": kind, "viewer": viewer, "status": status},
     ).fetchall()
-    return [{**_as_dict(row[:-1]), "size": row[-1]} for row in rows]
+    return [{**_as_dict(row[:-2], owned=row[-2]), "size": row[-1]} for row in rows]
 
 
 def delete_segment(store: Store, segment_id: int) -> None:
@@ -256,8 +272,12 @@ def _known_agency(store: Store, agency: str) -> str:
     return agency
 
 
-def _as_dict(row: tuple) -> dict:
+def _as_dict(row: tuple, owned: bool) -> dict:
+    """A segment row as a dict; without its definition and description for a viewer
+    who does not own it (a grant)."""
     data = dict(zip(_KEYS, row, strict=True))
+    if not owned:
+        data["definition"] = data["description"] = None
     data["definition"] = json.loads(data["definition"]) if data["definition"] else None
     data["created_at"], data["updated_at"] = iso(data["created_at"]), iso(data["updated_at"])
     return data

@@ -190,13 +190,14 @@ def preview_segment() -> Response:
 @bp.get("/segments/<path:name>")
 @roles(*STAFF, "agency")
 def get_segment(name: str) -> Response:
-    """A segment's definition, size, trend, top categories, overlaps, destinations
-    (``?kind=`` when the name is shared by segments of several kinds). Agencies see
-    overlaps with the segments they see, and no destinations."""
+    """A segment's definition, size, trend, top categories, overlaps, destinations and
+    history (``?kind=`` when the name is shared by segments of several kinds). Agencies
+    see overlaps with the segments they see, no destinations, and of a segment granted
+    to them no definition, description or history."""
     kind = request.args.get("kind") or None
     described = insights.describe(db(), name, now(), kind=kind, viewer=viewer())
     linked = queries.linked_destinations(db(), described["segment_id"]) if not viewer() else []
-    changes = registry.history(db(), described["segment_id"])
+    changes = registry.history(db(), described["segment_id"], viewer())
     return jsonify(segment=described, destinations=linked, history=changes)
 
 

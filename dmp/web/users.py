@@ -180,28 +180,43 @@ def list_tokens(store: Store) -> list[dict]:
 def revoke_tokens(
     store: Store, token: str | None = None, user: str | None = None, now: datetime | None = None
 ) -> int:
-    """Revoke one token, named by its id or its prefix (as `dmp tokens list` shows
-    them), or every token of ``user``; returns how many. Naming no active token, or a
-    prefix shared by several, is an error: nothing is revoked by a guess."""
+    """Revoke one token, named by its id, the whole token, or a prefix at least as long
+    as the one `dmp tokens list` shows; or every token of ``user``; returns how many.
+    Naming no active token, or a prefix several share, is an error: nothing is revoked
+    by a guess."""
     if (token is None) == (user is None):
-        raise DmpError("name a token (its id or prefix) or a user, not both")
+        raise DmpError("name a token (its id, prefix or itself) or a user, not both")
     if user is not None:
         where, params = "user_id = ?", [_existing(store, user)["user_id"]]
-    elif token.isdigit():
-        where, params = "token_id = ?", [int(token)]
     else:
-        where, params = "prefix = ?", [token]
+        where, params = _token_match(store, token)
     active = f"FROM api_tokens WHERE {where} AND revoked_at IS NULL"
     count = store.con.execute(f"SELECT count(*) {active}", params).fetchone()[0]
     if token is not None and count != 1:
         if count == 0:
             raise DmpError(f"no active token {token!r} (see `dmp tokens list`)")
-        raise DmpError(f"{count} active tokens start with {token!r}: revoke by id")
+        raise DmpError(f"{count} active tokens match {token!r}: revoke by id")
     store.con.execute(
         f"UPDATE api_tokens SET revoked_at = ? WHERE {where} AND revoked_at IS NULL",
         [now or utcnow(), *params],
     )
     return count
+
+
+def _token_match(store: Store, token: str) -> tuple[str, list]:
+    """Which tokens ``token`` names: the one with that id; the whole token (its hash, even
+    when revoked, so a revoked token never falls back to another of the same prefix); else
+    those whose stored prefix starts ``token`` (the characters past it are not stored, so
+    tokens sharing the prefix stay ambiguous)."""
+    if token.isdigit():
+        return "token_id = ?", [int(token)]
+    digest = _digest(token)
+    known = store.con.execute(
+        "SELECT count(*) FROM api_tokens WHERE token_sha256 = ?", [digest]
+    ).fetchone()[0]
+    if known:
+        return "token_sha256 = ?", [digest]
+    return "starts_with(?, prefix)", [token]
 
 
 def any_tokens(store: Store) -> bool:
