@@ -153,3 +153,19 @@ def test_serve_refuses_over_limit_bodies_while_reading(dmp_process):
         sock.sendall(b"POST /collect HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body))
         sock.sendall(body)
         assert _answer(sock).startswith(b"HTTP/1.1 200")
+    # Exactly the cap is within it (regression, independent review: it was a 413), with
+    # a declared length and chunked (whose framing does not count against the cap).
+    exact = line * (10_000 // len(line))
+    exact += b" " * (10_000 - len(exact) - 1) + b"\n"
+    assert len(exact) == 10_000
+    with socket.create_connection((host, port)) as sock:
+        sock.sendall(b"POST /collect HTTP/1.1\r\nHost: x\r\nContent-Length: 10000\r\n\r\n")
+        sock.sendall(exact)
+        assert _answer(sock).startswith(b"HTTP/1.1 200")
+    with socket.create_connection((host, port)) as sock:
+        sock.sendall(b"POST /collect HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for start in range(0, len(exact), 1000):
+            piece = exact[start : start + 1000]
+            sock.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
+        sock.sendall(b"0\r\n\r\n")
+        assert _answer(sock).startswith(b"HTTP/1.1 200")

@@ -28,6 +28,9 @@ from waitress.server import BaseWSGIServer
 from dmp.config import Config
 
 UPLOAD_PATHS = frozenset({"/seeds", "/api/v1/seeds"})
+# Room for chunked framing ("SIZE\r\n...\r\n") in waitress's count: 1/64 of the cap
+# covers chunks of 1 KB and more; a body cut into smaller chunks is refused sooner.
+CHUNK_FRAMING = 64
 
 
 def body_limit(config: Config, path: str) -> int:
@@ -43,7 +46,13 @@ def cap_request(app: Flask, config: Config) -> None:
     """Give every request its path's cap before any view or hook reads the body."""
 
     def _cap() -> None:
-        request.max_content_length = body_limit(config, request.path)
+        limit = body_limit(config, request.path)
+        declared = request.content_length
+        # Werkzeug refuses a terminated stream (waitress's) on reaching its cap, even
+        # where the body ends there: one byte more lets a body of exactly the cap in,
+        # while a declared length past the cap is still refused before any read.
+        over = declared is not None and declared > limit
+        request.max_content_length = limit if over else limit + 1
 
     app.before_request_funcs.setdefault(None, []).insert(0, _cap)
 
@@ -70,6 +79,8 @@ def _capped_channel(limit_for: Callable[[str], int]) -> type[HTTPChannel]:
         def parse_header(self, header_plus: bytes) -> None:
             super().parse_header(header_plus)
             cap = limit_for(self.path) + 1  # waitress refuses at >= its maximum
+            if self.chunked:  # waitress counts the chunk framing too; the app counts the body
+                cap += cap // CHUNK_FRAMING + 1024
             if cap < self.adj.max_request_body_size:
                 self.adj = copy.copy(self.adj)  # the server's settings stay as they are
                 self.adj.max_request_body_size = cap
