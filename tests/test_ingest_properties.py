@@ -324,24 +324,33 @@ def read_jsonl_oracle(text: str) -> list[Expected]:
     first = next((line for line in lines if line.strip(" \t\r\n\x0b\x0c")), None)
     if first is None:
         raise Rejected("empty file")
-    if not isinstance(_json_object(first), dict):
-        raise Rejected("not JSON Lines")
-    expected, keys = [], set()
+    expected, keys, objects = [], set(), 0
     for number, line in enumerate(lines, 1):
         record = _json_object(line)
         if not strip_spaces(line):
             continue  # a blank line holds no record
+        if isinstance(record, dict):
+            objects += 1
+            keys.update(filter(None, map(canonical_of, record)))
         if len(line.encode()) > MAX_LINE:
             expected.append(Expected(number, "oversize_line"))
         elif not isinstance(record, dict):
             expected.append(Expected(number, "malformed_row", line))
         else:
-            keys.update(filter(None, map(canonical_of, record)))
-            values = {}
+            spelled: dict[str, list[str]] = {}
             for key, value in record.items():
                 if canonical_of(key) and value is not None:
-                    values[canonical_of(key)] = json_text(value)
+                    spelled.setdefault(canonical_of(key), []).append(json_text(value))
+            # Spellings of one column: the first that is not blank; two different
+            # non-blank values make the record ambiguous.
+            filled = {c: [v for v in vs if strip_spaces(v)] for c, vs in spelled.items()}
+            if any(len(set(vs)) > 1 for vs in filled.values()):
+                expected.append(Expected(number, "conflicting_fields", line))
+                continue
+            values = {c: (filled[c] or vs)[0] for c, vs in spelled.items()}
             expected.append(judge(number, values, line))
+    if not objects:
+        raise Rejected("not JSON Lines")
     if any(name not in keys for name in REQUIRED):
         raise Rejected("missing required column")
     return expected
