@@ -8,7 +8,9 @@ transaction and recorded in ``schema_migrations``.
 
 from __future__ import annotations
 
+import os
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
@@ -65,17 +67,7 @@ def open_store(config: Config, read_only: bool = False) -> Store:
     if read_only and not path.exists():
         raise DmpError(f"no database at {path}: run `dmp init` first")
     path.parent.mkdir(parents=True, exist_ok=True)
-    temp_dir = config.path("store.temp_directory")
-    settings = {
-        "memory_limit": config.get("store.memory_limit"),
-        "temp_directory": str(temp_dir),
-    }
-    if config.get("store.threads"):
-        settings["threads"] = config.get("store.threads")
-    try:
-        con = duckdb.connect(str(path), read_only=read_only, config=settings)
-    except duckdb.IOException as exc:
-        raise _explain_io_error(config, path, exc) from None
+    con = _connect(config, path, read_only)
     # GLOBAL, so the cursors other threads use run in UTC too.
     con.execute("SET GLOBAL TimeZone = 'UTC'")
     # DuckDB 2.0 pushes TRY_CAST into the CSV reader as a column type, where a
@@ -89,6 +81,57 @@ def open_store(config: Config, read_only: bool = False) -> Store:
     if not read_only:
         migrate(store)
     return store
+
+
+def _connect(config: Config, path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+    settings = {
+        "memory_limit": config.get("store.memory_limit"),
+        "temp_directory": str(config.path("store.temp_directory")),
+    }
+    if config.get("store.threads"):
+        settings["threads"] = config.get("store.threads")
+    try:
+        return duckdb.connect(str(path), read_only=read_only, config=settings)
+    except duckdb.IOException as exc:
+        raise _explain_io_error(config, path, exc) from None
+
+
+def compact(config: Config) -> dict:
+    """Copy the database into a fresh file and put it in place of the old one.
+
+    DuckDB leaves the bytes of deleted rows in the file: in row groups it has not
+    rewritten and in free blocks it has not reused (a checkpoint does not zero
+    them). A fresh copy holds only live rows, so erased IDs leave the disk. The
+    file must not be open elsewhere (the caller closed its store; another process
+    holding it gets the usual "in use" error). A crash leaves the old file whole.
+    """
+    path = config.path("store.database")
+    if not path.exists():
+        raise DmpError(f"no database at {path}: nothing to compact")
+    fresh = path.with_name(path.name + ".compact")
+    fresh.unlink(missing_ok=True)
+    started, before = time.monotonic(), path.stat().st_size
+    con = _connect(config, path, read_only=False)
+    try:
+        name = con.execute("SELECT current_database()").fetchone()[0]
+        con.execute(f"ATTACH '{str(fresh).replace(chr(39), chr(39) * 2)}' AS compacted")
+        con.execute(f'COPY FROM DATABASE "{name}" TO compacted')
+        con.execute("DETACH compacted")
+    finally:
+        con.close()  # checkpoints: no WAL of the old file is left to replay
+    with open(fresh, "rb+") as handle:
+        os.fsync(handle.fileno())
+    os.replace(fresh, path)
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+    return {
+        "bytes_before": before,
+        "bytes_after": path.stat().st_size,
+        "seconds": round(time.monotonic() - started, 3),
+    }
 
 
 def _explain_io_error(config: Config, path: Path, exc: duckdb.IOException) -> DmpError:

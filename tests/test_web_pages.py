@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import re
 import time
 
@@ -206,3 +207,17 @@ def test_missing_things_are_404s_and_refusals_are_messages(app):
         follow_redirects=True,
     )
     assert response.status_code == 200 and "no destination named nope" in response.text
+
+
+def test_the_rule_builder_refuses_a_rule_past_its_limits_and_stores_nothing(app):
+    client = app.test_client()
+    token = login(client, "bea")
+    wide = {"any": [{"domain": f"d{i}.example"} for i in range(1500)]}
+    for rule in (json.dumps(wide), '{"any": ' * 5000 + '{"id_type": "maid"}' + "}" * 5000):
+        page = client.post(
+            "/segments/new",
+            data={"name": "wide", "rule": rule, "csrf_token": token},
+            follow_redirects=True,
+        )
+        assert page.status_code == 200 and "rule: " in page.text
+    assert "wide" not in client.get("/segments").text

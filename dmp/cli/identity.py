@@ -58,19 +58,42 @@ def optout() -> None:
 def optout_add(
     ctx: Context, ids: tuple[str, ...], path: Path | None, id_type: str | None, as_json: bool
 ) -> None:
-    """Opt out IDs given as arguments or in --file; their data is removed at once."""
+    """Opt out IDs given as arguments or in --file; their data is removed at once,
+    from the database (compacted after) and from the raw files dmp keeps."""
+    from dmp.identity.erasure import Erasure
     from dmp.identity.privacy import optout as record_optout
 
     if not ids and path is None:
         raise click.UsageError("give IDs as arguments or --file FILE")
     with ctx.store() as store:
         summary = record_optout(
-            store, list(ids) or None, path, id_type, source="file" if path else "cli"
+            store,
+            list(ids) or None,
+            path,
+            id_type,
+            source="file" if path else "cli",
+            erasure=Erasure(ctx.config),
         )
+    summary["compacted"] = _compact(ctx, summary)
     deleted = sum(summary["rows_deleted"].values())
     _report_ids(
-        summary, as_json, f"{summary['new_optouts']:,} new opt-outs, {deleted:,} rows removed"
+        summary,
+        as_json,
+        f"{summary['new_optouts']:,} new opt-outs, {deleted:,} rows removed; {_files(summary)}",
     )
+
+
+def _compact(ctx: Context, summary: dict) -> dict | None:
+    """Erased rows' bytes stay in the database file until it is rewritten: do it now."""
+    from dmp.store import compact
+
+    return compact(ctx.config) if summary["valid"] else None
+
+
+def _files(summary: dict) -> str:
+    files = summary["files"]
+    touched = len(files["files_rewritten"]) + len(files["files_removed"])
+    return f"{files['lines_removed']:,} raw lines removed from {touched:,} file(s)"
 
 
 @main.command()
@@ -90,17 +113,26 @@ def delete(
     requested_by: str,
     as_json: bool,
 ) -> None:
-    """A deletion request (GDPR/CCPA): remove every row about the IDs, audited."""
+    """A deletion request (GDPR/CCPA): remove every row and raw line about the IDs,
+    audited; the database is compacted after, so no byte of them stays on disk."""
+    from dmp.identity.erasure import Erasure
     from dmp.identity.privacy import delete as delete_ids
 
     if not ids and path is None:
         raise click.UsageError("give IDs as arguments or --file FILE")
     with ctx.store() as store:
         summary = delete_ids(
-            store, list(ids) or None, path, id_type, requested_by, with_linked=with_linked
+            store,
+            list(ids) or None,
+            path,
+            id_type,
+            requested_by,
+            with_linked=with_linked,
+            erasure=Erasure(ctx.config),
         )
+    summary["compacted"] = _compact(ctx, summary)
     deleted = sum(summary["rows_deleted"].values())
-    note = f"{deleted:,} rows removed"
+    note = f"{deleted:,} rows removed; {_files(summary)}"
     if summary.get("unknown"):
         note += f"; {summary['unknown']:,} ID(s) unknown here, nothing to delete for them"
     _report_ids(summary, as_json, note)

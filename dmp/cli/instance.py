@@ -1,4 +1,4 @@
-"""An instance and its logs: init, ingest, status, generate."""
+"""An instance and its logs: init, ingest, status, compact, generate."""
 
 from __future__ import annotations
 
@@ -122,6 +122,27 @@ class _ProgressBar:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+@main.command()
+@json_option
+@pass_ctx
+def compact(ctx: Context, as_json: bool) -> None:
+    """Rewrite the database into a fresh file, leaving no byte of deleted rows.
+
+    `dmp optout add` and `dmp delete` do it themselves; run it after erasures made
+    through a server (stop it first) and after the sync that confirmed their
+    removal at destinations (which empties identity_removals)."""
+    from dmp.store import compact as compact_database
+
+    info = compact_database(ctx.config)
+    if as_json:
+        emit_json(info)
+    else:
+        click.echo(
+            f"database compacted: {info['bytes_before']:,} -> {info['bytes_after']:,} bytes "
+            f"in {info['seconds']:.1f} s"
+        )
 
 
 @main.command()

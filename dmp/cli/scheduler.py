@@ -141,10 +141,9 @@ def serve(ctx: Context, host: str | None, port: int | None) -> None:
     GET /api/jobs (bearer token from the variable named by web.api_token_env).
     Stops gracefully on SIGTERM or Ctrl-C, like `dmp scheduler`.
     """
-    import waitress
-
     from dmp.scheduler import create_scheduler, serve_until_stopped
     from dmp.web import create_app, start_spool_rotator
+    from dmp.web.limits import create_server
 
     config = ctx.config
     host = host or config.get("web.host")
@@ -155,7 +154,7 @@ def serve(ctx: Context, host: str | None, port: int | None) -> None:
         if not app.config["API_TOKEN"]:
             log.warning("API off: %s is not set", app.config["API_TOKEN_ENV"])
         try:
-            server = waitress.create_server(app, host=host, port=port)
+            server = create_server(app, config, host, port)  # body caps while reading
         except OSError as exc:
             raise DmpError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
         server.print_listen(f"dmp serve: listening on http://{{}}:{{}} (pid {os.getpid()})")

@@ -8,10 +8,11 @@ from pathlib import Path
 import click
 
 from dmp.cli.app import Context, emit_json, json_option, main, pass_ctx
+from dmp.config import Config
 from dmp.errors import DmpError
 
 
-def _rule_argument(text: str):
+def _rule_argument(text: str, config: Config):
     """A rule given inline as JSON or as @FILE."""
     from dmp.segments.rule_segments import parse_rule
 
@@ -20,10 +21,17 @@ def _rule_argument(text: str):
         if not path.is_file():
             raise DmpError(f"{path}: no such rule file")
         text = path.read_text(encoding="utf-8")
-    return parse_rule(text)
+    return parse_rule(text, config)
 
 
 rule_option = click.option("--rule", "rule_text", required=True, help="JSON rule, or @FILE.")
+viewer_option = click.option(
+    "--agency", "viewer", help="See only what this agency sees: its own segments and grants."
+)
+kind_option = click.option(
+    "--kind", type=click.Choice(["rule", "cluster", "lookalike"]),
+    help="The segment's kind, when its name is shared by segments of several kinds.",
+)  # fmt: skip
 
 
 @main.command()
@@ -68,7 +76,9 @@ def segments_create(
     from dmp.segments.rule_segments import create
 
     with ctx.store() as store:
-        result = create(store, ctx.config, name, _rule_argument(rule_text), description, ttl_days)
+        result = create(
+            store, ctx.config, name, _rule_argument(rule_text, ctx.config), description, ttl_days
+        )
     emit_json(result) if as_json else click.echo(f"{name}: {result['size']:,} members")
 
 
@@ -81,20 +91,21 @@ def segments_preview(ctx: Context, rule_text: str, as_json: bool) -> None:
     from dmp.segments.rule_segments import preview
 
     with ctx.store() as store:
-        size = preview(store, ctx.config, _rule_argument(rule_text))
+        size = preview(store, ctx.config, _rule_argument(rule_text, ctx.config))
     emit_json({"size": size}) if as_json else click.echo(f"{size:,} devices")
 
 
 @segments.command("list")
 @click.option("--kind", type=click.Choice(["rule", "cluster", "lookalike"]))
+@viewer_option
 @json_option
 @pass_ctx
-def segments_list(ctx: Context, kind: str | None, as_json: bool) -> None:
+def segments_list(ctx: Context, kind: str | None, viewer: str | None, as_json: bool) -> None:
     """Every segment with its kind and current size."""
     from dmp.segments.registry import list_segments
 
     with ctx.store() as store:
-        found = list_segments(store, kind)
+        found = list_segments(store, kind, viewer=viewer)
     if as_json:
         emit_json([{k: s[k] for k in ("name", "kind", "size", "agency")} for s in found])
         return
@@ -104,18 +115,66 @@ def segments_list(ctx: Context, kind: str | None, as_json: bool) -> None:
 
 @segments.command("show")
 @click.argument("name")
+@kind_option
+@viewer_option
 @json_option
 @pass_ctx
-def segments_show(ctx: Context, name: str, as_json: bool) -> None:
+def segments_show(
+    ctx: Context, name: str, kind: str | None, viewer: str | None, as_json: bool
+) -> None:
     """A segment's definition, size trend and overlap with the others."""
     from dmp.segments.insights import describe
 
     with ctx.store() as store:
-        info = describe(store, name)
+        info = describe(store, name, kind=kind, viewer=viewer)
     if as_json:
         emit_json(info)
         return
     click.echo(json.dumps(info, indent=2, default=str))
+
+
+@segments.command("grant")
+@click.argument("name")
+@click.option("--agency", required=True, help="The agency that may see the segment.")
+@kind_option
+@pass_ctx
+def segments_grant(ctx: Context, name: str, agency: str, kind: str | None) -> None:
+    """Let AGENCY see segment NAME (in its listings, details and overlaps)."""
+    from dmp.segments.registry import grant
+
+    with ctx.store() as store:
+        done = grant(store, name, agency, kind)
+    click.echo(f"{done['kind']} segment {done['segment']} granted to {done['agency']}")
+
+
+@segments.command("revoke")
+@click.argument("name")
+@click.option("--agency", required=True, help="The agency that may no longer see it.")
+@kind_option
+@pass_ctx
+def segments_revoke(ctx: Context, name: str, agency: str, kind: str | None) -> None:
+    """Take back a grant: AGENCY no longer sees segment NAME anywhere."""
+    from dmp.segments.registry import revoke
+
+    with ctx.store() as store:
+        done = revoke(store, name, agency, kind)
+    click.echo(f"{done['kind']} segment {done['segment']} no longer granted to {done['agency']}")
+
+
+@segments.command("grants")
+@json_option
+@pass_ctx
+def segments_grants(ctx: Context, as_json: bool) -> None:
+    """Which segments are shared with which agencies (tab-separated)."""
+    from dmp.segments.registry import grants
+
+    with ctx.store() as store:
+        found = grants(store)
+    if as_json:
+        emit_json(found)
+        return
+    for g in found:
+        click.echo(f"{g['segment']}\t{g['agency']}\t{g['kind']}\t{g['granted_at']}")
 
 
 @segments.command("export")

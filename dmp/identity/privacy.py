@@ -1,9 +1,12 @@
 """Opt-outs and deletion requests: a person's choice wins everywhere, at once.
 
 Both go through :func:`forget`, which removes an ID from every table that
-holds data about a device and queues its removal for destinations. An opt-out
-then keeps the bare ID (so ingest drops its future events); a deletion keeps
-nothing but an audit line with counts.
+holds data about a device and queues its removal for destinations, and redact
+the ID where stored text quotes it; given the instance's :class:`Erasure`, they
+first remove the lines that hold it from the raw files on disk. An opt-out then
+keeps the bare ID (so ingest drops its future events): the opt-out list is the
+one place that holds it. A deletion keeps nothing but an audit line with counts;
+``identity_removals`` holds the ID until every destination confirmed its removal.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from pathlib import Path
 import duckdb
 
 from dmp.clock import utcnow
+from dmp.identity.erasure import Erasure, Scrubbed, needles, redact_quoted
 from dmp.identity.ids import IdList, load_ids
 from dmp.store import Store
 
@@ -84,11 +88,14 @@ def optout(
     id_type: str | None = None,
     source: str = "cli",
     now: datetime | None = None,
+    erasure: Erasure | None = None,
 ) -> dict:
-    """Record opt-outs and drop everything already held about those IDs."""
+    """Record opt-outs and drop everything already held about those IDs (with
+    ``erasure``, in the instance's raw files too)."""
     now = now or utcnow()
     con = store.con
     ids = load_ids(con, values, path, id_type)
+    files = _scrub_files(con, ids.table, erasure)
     with store.transaction():
         new = con.execute(
             f"""
@@ -99,7 +106,8 @@ def optout(
             {"source": source, "now": now},
         ).fetchone()[0]
         deleted = forget(con, ids.table, "optout", now)
-    return {**_summary(ids), "new_optouts": new, "rows_deleted": deleted}
+        redact_quoted(con, needles(con, ids.table))
+    return {**_summary(ids), "new_optouts": new, "rows_deleted": deleted, "files": files.to_dict()}
 
 
 def delete(
@@ -110,28 +118,40 @@ def delete(
     requested_by: str = "cli",
     with_linked: bool = False,
     now: datetime | None = None,
+    erasure: Erasure | None = None,
 ) -> dict:
-    """A GDPR/CCPA deletion request: remove every row about the IDs and audit it.
+    """A GDPR/CCPA deletion request: remove every row about the IDs (with ``erasure``,
+    every line of the instance's raw files that holds one) and audit it.
 
     ``with_linked`` extends the request to every ID of the same group in the
-    ID graph (a request made by email reaches the person's devices).
+    ID graph (a request made by email reaches the person's devices). Files go
+    first: an ingest running meanwhile can then only load what no longer holds
+    the IDs, or what ``forget`` removes after it.
     """
     now = now or utcnow()
     con = store.con
     ids = load_ids(con, values, path, id_type)
     if with_linked:
         _add_linked(con, ids.table)
-    found = con.execute(
+    con.execute(
         f"""
-        SELECT count(*) FROM {ids.table} g WHERE
+        CREATE OR REPLACE TEMP TABLE found_ids AS
+        SELECT id, id_type FROM {ids.table} g WHERE
             EXISTS (SELECT 1 FROM devices d WHERE d.id = g.id AND d.id_type = g.id_type)
             OR EXISTS (SELECT 1 FROM id_links l
                        WHERE l.linked_id = g.id AND l.linked_type = g.id_type)
             OR EXISTS (SELECT 1 FROM events e WHERE e.id = g.id AND e.id_type = g.id_type)
+            OR EXISTS (SELECT 1 FROM quarantine q WHERE q.id = g.id AND q.id_type = g.id_type)
         """
-    ).fetchone()[0]
+    )
+    files = _scrub_files(con, ids.table, erasure)
+    if files.found:
+        con.executemany("INSERT INTO found_ids VALUES (?, ?)", [list(k) for k in files.found])
+    found = con.execute("SELECT count(*) FROM (SELECT DISTINCT * FROM found_ids)").fetchone()[0]
+    con.execute("DROP TABLE found_ids")
     with store.transaction():
         deleted = forget(con, ids.table, "deleted", now)
+        redact_quoted(con, needles(con, ids.table))
         con.execute(
             """
             INSERT INTO deletion_audit
@@ -145,10 +165,19 @@ def delete(
                 "deleted": json.dumps(deleted),
             },
         )
-    summary = {**_summary(ids), "found": found, "rows_deleted": deleted}
+    summary = {
+        **_summary(ids),
+        "found": found,
+        "rows_deleted": deleted,
+        "files": files.to_dict(),
+    }
     if found < ids.valid:
         summary["unknown"] = ids.valid - found
     return summary
+
+
+def _scrub_files(con: duckdb.DuckDBPyConnection, keys: str, erasure: Erasure | None) -> Scrubbed:
+    return erasure.scrub(con, keys) if erasure is not None else Scrubbed()
 
 
 def _add_linked(con: duckdb.DuckDBPyConnection, table: str) -> None:

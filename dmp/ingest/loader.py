@@ -108,40 +108,6 @@ def ingest_files(
     return results
 
 
-def ingest_landing(
-    store: Store,
-    config: Config,
-    landing: Path | None = None,
-    now: datetime | None = None,
-    progress: Progress | None = None,
-) -> list[FileResult]:
-    """Ingest every file waiting in the landing folder, then file it under done/ or failed/."""
-    landing = landing or config.path("ingest.landing")
-    landing.mkdir(parents=True, exist_ok=True)
-    waiting = sorted(
-        p
-        for p in landing.iterdir()
-        if p.is_file() and not p.name.startswith(".") and not p.name.endswith((".part", ".tmp"))
-    )
-    results = ingest_files(store, config, waiting, now=now, progress=progress)
-    for path, result in zip(waiting, results, strict=True):
-        target = _move_aside(path, landing / ("failed" if result.status == "rejected" else "done"))
-        if result.status == "rejected":
-            target.with_name(target.name + ".reason").write_text(f"{result.error}\n")
-    return results
-
-
-def _move_aside(path: Path, folder: Path) -> Path:
-    """Move without overwriting an earlier file of the same name."""
-    folder.mkdir(exist_ok=True)
-    target = folder / path.name
-    if target.exists():
-        stamp = utcnow().strftime("%Y%m%dT%H%M%S%f")
-        target = folder / f"{path.stem}.{stamp}{''.join(path.suffixes[-1:])}"
-    shutil.move(str(path), target)
-    return target
-
-
 def ingest_file(
     store: Store,
     config: Config,

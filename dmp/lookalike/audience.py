@@ -34,7 +34,7 @@ from dmp.lookalike.features import DEVICES, load_features, seed_rows
 from dmp.lookalike.model import LookalikeModel
 from dmp.lookalike.seeds import check_name, get_seed_list, match_seeds
 from dmp.segments.membership import apply_members
-from dmp.segments.registry import create_segment, delete_segment, get_segment
+from dmp.segments.registry import create_segment, delete_segment, get_segment, list_segments
 from dmp.store import Store
 
 SELECTED = "lookalike_selected"  # temp table: id, id_type, score
@@ -159,12 +159,14 @@ def refresh_all(store: Store, config: Config, now: datetime | None = None) -> di
 
 
 def list_lookalikes(store: Store, agency: str) -> list[dict]:
-    """``agency``'s lookalikes with their size, reach, seed list and last run."""
-    rows = store.con.execute(
-        "SELECT name FROM segments WHERE kind = 'lookalike' AND agency = ? ORDER BY name",
-        [check_name(agency, "agency")],
-    ).fetchall()
-    return [show_lookalike(store, r[0].split("/", 1)[1], agency, runs=1) for r in rows]
+    """``agency``'s own lookalikes with their size, reach, seed list and last run (another
+    agency's lookalike granted to it is read through the segment views, not managed)."""
+    agency = check_name(agency, "agency")
+    return [
+        show_lookalike(store, s["name"].split("/", 1)[1], agency, runs=1)
+        for s in list_segments(store, "lookalike", viewer=agency)
+        if s["agency"] == agency
+    ]
 
 
 def show_lookalike(store: Store, name: str, agency: str, runs: int = 10) -> dict:
@@ -486,9 +488,9 @@ def _last_applied(con: duckdb.DuckDBPyConnection, segment_id: int) -> dict | Non
 
 
 def _require(store: Store, name: str, agency: str) -> dict:
-    """``agency``'s lookalike ``name``; another agency's is 'not found' too."""
+    """``agency``'s own lookalike ``name``; another agency's is 'not found' too."""
     agency = check_name(agency, "agency")
-    segment = get_segment(store, _segment_name(agency, name), "lookalike")
+    segment = get_segment(store, _segment_name(agency, name), "lookalike", viewer=agency)
     if segment is None or segment["agency"] != agency:
         raise DmpError(f"no lookalike named {name!r} for agency {agency!r}")
     return segment

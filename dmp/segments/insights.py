@@ -1,4 +1,8 @@
-"""What a buyer asks about a segment: size over time, what its members like, overlaps."""
+"""What a buyer asks about a segment: size over time, what its members like, overlaps.
+
+Overlaps are read only among the segments the viewer may see (``registry.visible_sql``):
+an agency's segment page never names, or counts against, anyone else's segment.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import duckdb
 
 from dmp.clock import utcnow
 from dmp.segments.membership import current_size
-from dmp.segments.registry import require_segment
+from dmp.segments.registry import require_segment, visible_sql
 from dmp.store import Store
 
 # Members of a large segment whose profiles are read for its top categories
@@ -17,15 +21,22 @@ TOP_SAMPLE = 20_000
 
 
 def describe(
-    store: Store, name: str, now: datetime | None = None, pairs: list[dict] | None = None
+    store: Store,
+    name: str,
+    now: datetime | None = None,
+    pairs: list[dict] | None = None,
+    *,
+    kind: str | None = None,
+    viewer: str | None = None,
 ) -> dict:
-    """Definition, size trend, top categories and overlaps of one segment.
+    """Definition, size trend, top categories and overlaps of one segment, as ``viewer``
+    (an agency, or None for staff) may see them.
 
-    ``pairs`` is ``overlap()`` of all segments, when the caller has it already
-    (the segment page draws them all as a heat map).
+    ``pairs`` is ``overlap()`` of all segments ``viewer`` sees, when the caller has it
+    already (the segment page draws them all as a heat map).
     """
     now = now or utcnow()
-    segment = require_segment(store, name)
+    segment = require_segment(store, name, kind, viewer)
     con = store.con
     sid = segment["segment_id"]
     trend = con.execute(
@@ -50,7 +61,7 @@ def describe(
     names = dict(con.execute("SELECT segment_id, name FROM segments").fetchall())
     overlaps = [
         {"segment": names[o["b"] if o["a"] == sid else o["a"]], **o}
-        for o in (overlap(con, now, sid) if pairs is None else pairs)
+        for o in (overlap(con, now, sid, viewer) if pairs is None else pairs)
         if sid in (o["a"], o["b"])
     ]
     return {
@@ -63,10 +74,13 @@ def describe(
 
 
 def overlap(
-    con: duckdb.DuckDBPyConnection, now: datetime, segment_id: int | None = None
+    con: duckdb.DuckDBPyConnection,
+    now: datetime,
+    segment_id: int | None = None,
+    viewer: str | None = None,
 ) -> list[dict]:
-    """Shared members of every pair of segments (or of ``segment_id`` with each other one),
-    with each side's share."""
+    """Shared members of every pair of segments ``viewer`` may see (or of ``segment_id``
+    with each other one), with each side's share."""
     pairs = (
         "a.segment_id < b.segment_id"
         if segment_id is None
@@ -74,7 +88,10 @@ def overlap(
     )
     rows = con.execute(
         f"""
-        WITH live AS (SELECT segment_id, id, id_type FROM segment_members WHERE expires_at > $now),
+        WITH live AS (
+            SELECT m.segment_id, m.id, m.id_type FROM segment_members m
+            JOIN segments s USING (segment_id)
+            WHERE m.expires_at > $now AND {visible_sql()}),
         sizes AS (SELECT segment_id, count(*) AS size FROM live GROUP BY 1)
         SELECT a.segment_id, b.segment_id, count(*) AS shared, sa.size, sb.size
         FROM live a JOIN live b ON a.id = b.id AND a.id_type = b.id_type AND {pairs}
@@ -82,7 +99,7 @@ def overlap(
         JOIN sizes sb ON sb.segment_id = b.segment_id
         GROUP BY ALL ORDER BY 1, 2
         """,
-        {"now": now} | ({} if segment_id is None else {"segment": segment_id}),
+        {"now": now, "viewer": viewer} | ({} if segment_id is None else {"segment": segment_id}),
     ).fetchall()
     return [
         {

@@ -1,4 +1,12 @@
-"""The ``segments`` table: create, find, list, change. Names are unique per kind."""
+"""The ``segments`` table: create, find, list, change, and who may see each segment.
+
+Names are unique per kind. Every reader takes a ``viewer``: ``None`` for staff
+(admins, buyers, the CLI), who see every segment, or an agency's name, which
+sees only the segments it owns (its lookalikes) and those an admin granted it
+(``grant``). ``visible_sql`` is that rule, the one filter every lookup, listing
+and overlap an agency can reach goes through; another agency's segment is
+answered exactly like a missing one.
+"""
 
 from __future__ import annotations
 
@@ -78,15 +86,32 @@ def update_definition(
     )
 
 
+def visible_sql(alias: str = "s") -> str:
+    """The condition "segment ``alias`` is visible to ``$viewer``" (NULL: staff, who see
+    all): its owner is the viewing agency, or it was granted to that agency."""
+    return f"""(
+        $viewer IS NULL OR {alias}.agency = $viewer OR EXISTS (
+            SELECT 1 FROM segment_grants g
+            WHERE g.segment_id = {alias}.segment_id AND g.agency = $viewer))"""
+
+
 def get_segment(
-    store_or_con: Store | duckdb.DuckDBPyConnection, name: str, kind: str | None = None
+    store_or_con: Store | duckdb.DuckDBPyConnection,
+    name: str,
+    kind: str | None = None,
+    viewer: str | None = None,
 ) -> dict | None:
-    """The segment called ``name`` (of ``kind``, or of any kind if that is unambiguous)."""
+    """The segment called ``name`` (of ``kind``, or of any kind if that is unambiguous)
+    among those ``viewer`` may see."""
     rows = (
         _con(store_or_con)
         .execute(
-            f"SELECT {_COLUMNS} FROM segments WHERE name = ? AND (? IS NULL OR kind = ?)",
-            [name, kind, kind],
+            f"""
+            SELECT {_COLUMNS} FROM segments s
+            WHERE name = $name AND ($kind IS NULL OR kind = $kind) AND {visible_sql()}
+            ORDER BY kind
+            """,
+            {"name": name, "kind": kind, "viewer": viewer},
         )
         .fetchall()
     )
@@ -96,31 +121,88 @@ def get_segment(
     return _as_dict(rows[0]) if rows else None
 
 
-def require_segment(store: Store, name: str, kind: str | None = None) -> dict:
-    segment = get_segment(store, name, kind)
+def require_segment(
+    store: Store, name: str, kind: str | None = None, viewer: str | None = None
+) -> dict:
+    segment = get_segment(store, name, kind, viewer)
     if segment is None:
         raise DmpError(f"no segment named {name!r}")
     return segment
 
 
-def list_segments(store: Store, kind: str | None = None, now: datetime | None = None) -> list[dict]:
-    """Every segment with its current size (unexpired members)."""
+def list_segments(
+    store: Store, kind: str | None = None, now: datetime | None = None, viewer: str | None = None
+) -> list[dict]:
+    """Every segment ``viewer`` may see, with its current size (unexpired members)."""
     rows = store.con.execute(
         f"""
         SELECT {", ".join("s." + c for c in _KEYS)},
                (SELECT count(*) FROM segment_members m
-                WHERE m.segment_id = s.segment_id AND m.expires_at > ?) AS size
-        FROM segments s WHERE ? IS NULL OR s.kind = ? ORDER BY s.kind, s.name
+                WHERE m.segment_id = s.segment_id AND m.expires_at > $now) AS size
+        FROM segments s WHERE ($kind IS NULL OR s.kind = $kind) AND {visible_sql()}
+        ORDER BY s.kind, s.name
         """,
-        [now or utcnow(), kind, kind],
+        {"now": now or utcnow(), "kind": kind, "viewer": viewer},
     ).fetchall()
     return [{**_as_dict(row[:-1]), "size": row[-1]} for row in rows]
 
 
 def delete_segment(store: Store, segment_id: int) -> None:
     with store.transaction() as con:
-        for table in ("segment_members", "segment_exits", "segment_sizes", "segments"):
+        for table in (
+            "segment_members", "segment_exits", "segment_sizes", "segment_grants", "segments",
+        ):  # fmt: skip
             con.execute(f"DELETE FROM {table} WHERE segment_id = ?", [segment_id])
+
+
+def grant(
+    store: Store, name: str, agency: str, kind: str | None = None, now: datetime | None = None
+) -> dict:
+    """Let ``agency`` see segment ``name`` (read only: listings, details, overlaps)."""
+    segment = require_segment(store, name, kind)
+    agency = _known_agency(store, agency)
+    store.con.execute(
+        "INSERT INTO segment_grants VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+        [segment["segment_id"], agency, now or utcnow()],
+    )
+    return {"segment": segment["name"], "kind": segment["kind"], "agency": agency}
+
+
+def revoke(store: Store, name: str, agency: str, kind: str | None = None) -> dict:
+    """Take a grant back; the agency no longer sees the segment anywhere."""
+    segment = require_segment(store, name, kind)
+    removed = store.con.execute(
+        "DELETE FROM segment_grants WHERE segment_id = ? AND agency = ?",
+        [segment["segment_id"], agency],
+    ).fetchone()[0]
+    if not removed:
+        raise DmpError(f"no grant of segment {name!r} to agency {agency!r}")
+    return {"segment": segment["name"], "kind": segment["kind"], "agency": agency}
+
+
+def grants(store: Store) -> list[dict]:
+    """Every grant, by segment and agency (for staff: an agency never sees this list)."""
+    rows = store.con.execute(
+        """
+        SELECT s.name, s.kind, g.agency, g.granted_at
+        FROM segment_grants g JOIN segments s USING (segment_id)
+        ORDER BY s.name, s.kind, g.agency
+        """
+    ).fetchall()
+    keys = ("segment", "kind", "agency", "granted_at")
+    return [dict(zip(keys, (*row[:3], iso(row[3])), strict=True)) for row in rows]
+
+
+def _known_agency(store: Store, agency: str) -> str:
+    """An agency some agency user belongs to: a typo must not grant to nobody (or to
+    whoever later takes that name)."""
+    agency = (agency or "").strip()
+    known = store.con.execute(
+        "SELECT count(*) FROM users WHERE role = 'agency' AND agency = ?", [agency]
+    ).fetchone()[0]
+    if not known:
+        raise DmpError(f"no agency named {agency!r} (no agency user belongs to it)")
+    return agency
 
 
 def _as_dict(row: tuple) -> dict:

@@ -1,8 +1,9 @@
 """Rule segments: create, preview, refresh, export, and keep definitions as code.
 
 Every operation validates the rule first (``rules.compile_rule``), so nothing
-invalid is ever stored; preview runs the same SQL as a refresh but stores
-nothing.
+invalid is ever stored, and stores a segment in the same transaction as its first
+refresh, so a rule that cannot be filled leaves nothing behind; preview runs the
+same SQL as a refresh but stores nothing.
 """
 
 from __future__ import annotations
@@ -27,7 +28,14 @@ from dmp.segments.registry import (
     require_segment,
     update_definition,
 )
-from dmp.segments.rules import RuleError, check_cycles, compile_rule, referenced_segments
+from dmp.segments.rules import (
+    Compiled,
+    RuleError,
+    check_cycles,
+    compile_rule,
+    referenced_segments,
+    too_deep,
+)
 from dmp.store import Store
 
 # A name that can be its own file name on any file system (lower case: one file
@@ -36,14 +44,20 @@ _PLAIN_NAME = re.compile(r"[a-z0-9][a-z0-9._-]*")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
-def parse_rule(text: str) -> Any:
-    """A rule from JSON text; bad JSON says where."""
+def parse_rule(text: str, config: Config) -> Any:
+    """A rule from JSON text, its size checked before it is parsed; bad JSON says where."""
+    limit = config.get("segments.rule_max_bytes")
+    size = len(text.encode())
+    if size > limit:
+        raise RuleError(f"rule: {size} bytes; at most {limit} (segments.rule_max_bytes)")
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise RuleError(
             f"rule is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
         ) from None
+    except RecursionError:
+        raise too_deep(config) from None
 
 
 def preview(store: Store, config: Config, rule: Any, now: datetime | None = None) -> int:
@@ -64,16 +78,13 @@ def create(
     ttl_days: int | None = None,
     now: datetime | None = None,
 ) -> dict:
-    """Store a rule segment and fill it; an invalid rule stores nothing."""
+    """Store a rule segment and fill it, in one transaction: an invalid rule, or one
+    whose first refresh fails, stores nothing."""
     now = now or utcnow()
-    _validate(store, config, name, rule)
-    with store.transaction() as con:
-        segment_id = create_segment(
-            con, name, "rule", rule, ttl_days=ttl_days, description=description, now=now
-        )
-    return refresh(store, config, require_segment(store, name, "rule"), now) | {
-        "segment_id": segment_id
-    }
+    compiled = _validate(store, config, name, rule)
+    with store.transaction():
+        result = _store_and_fill(store, compiled, name, rule, description, ttl_days, now, True)
+    return result | {"segment_id": require_segment(store, name, "rule")["segment_id"]}
 
 
 def update(
@@ -85,30 +96,60 @@ def update(
     ttl_days: int | None = None,
     now: datetime | None = None,
 ) -> dict:
+    """Change a rule segment and refill it, in one transaction."""
     now = now or utcnow()
-    segment = require_segment(store, name, "rule")
-    _validate(store, config, name, rule)
-    update_definition(store, segment["segment_id"], rule, description, ttl_days, now)
-    return refresh(store, config, require_segment(store, name, "rule"), now)
+    require_segment(store, name, "rule")
+    compiled = _validate(store, config, name, rule)
+    with store.transaction():
+        return _store_and_fill(store, compiled, name, rule, description, ttl_days, now, False)
 
 
-def _validate(store: Store, config: Config, name: str, rule: Any) -> None:
+def _store_and_fill(
+    store: Store,
+    compiled: Compiled,
+    name: str,
+    rule: Any,
+    description: str | None,
+    ttl_days: int | None,
+    now: datetime,
+    new: bool,
+) -> dict:
+    """Create (``new``, refusing a taken name) or change the segment ``name`` and fill
+    it, inside the caller's transaction."""
+    if new:
+        create_segment(
+            store, name, "rule", rule, ttl_days=ttl_days, description=description, now=now
+        )
+    else:
+        segment_id = require_segment(store, name, "rule")["segment_id"]
+        update_definition(store, segment_id, rule, description, ttl_days, now)
+    return _fill(store, compiled, require_segment(store, name, "rule"), now)
+
+
+def _validate(store: Store, config: Config, name: str, rule: Any) -> Compiled:
     """Compile the rule and refuse cycles: nothing invalid is ever stored."""
     ensure(store, config)
-    check_cycles(store, name, compile_rule(store, config, rule).segments)
+    compiled = compile_rule(store, config, rule)
+    check_cycles(store, name, compiled.segments)
+    return compiled
 
 
 def refresh(store: Store, config: Config, segment: dict, now: datetime) -> dict:
     """Re-evaluate one rule segment and merge its members, atomically."""
     compiled = compile_rule(store, config, segment["definition"])
-    con = store.con
     with store.transaction():
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE matched AS {compiled.sql}",
-            {**compiled.params, "now": now},
-        )
-        result = apply_members(con, segment["segment_id"], "matched", now, segment["ttl_days"])
-        con.execute("DROP TABLE matched")
+        return _fill(store, compiled, segment, now)
+
+
+def _fill(store: Store, compiled: Compiled, segment: dict, now: datetime) -> dict:
+    """Merge the rule's current matches into the segment (inside the caller's transaction)."""
+    con = store.con
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE matched AS {compiled.sql}",
+        {**compiled.params, "now": now},
+    )
+    result = apply_members(con, segment["segment_id"], "matched", now, segment["ttl_days"])
+    con.execute("DROP TABLE matched")
     return {"name": segment["name"], **result}
 
 
@@ -145,12 +186,16 @@ def _dependency_order(segments: dict[str, dict]) -> list[str]:
 
 def export_members(store: Store, name: str, out: Path, now: datetime | None = None) -> int:
     """CSV ``id,id_type``, one current member a row (any segment kind); formula-like
-    cells neutralised (``csvsafe.write_csv``)."""
+    cells neutralised (``csvsafe.write_csv``). The file is recorded in
+    ``exported_files``, so erasure can reach the IDs it holds."""
     segment = require_segment(store, name)
+    out = out.resolve()
+    now = now or utcnow()
+    store.con.execute("INSERT OR REPLACE INTO exported_files VALUES (?, ?)", [str(out), now])
     return write_csv(
         store.con,
         "SELECT id, id_type FROM segment_members WHERE segment_id = $segment AND expires_at > $now",
-        {"segment": segment["segment_id"], "now": now or utcnow()},
+        {"segment": segment["segment_id"], "now": now},
         out,
         order_by=("id_type", "id"),
     )
@@ -202,15 +247,7 @@ def apply(
     Every file is validated before any is applied, so a bad file changes nothing.
     """
     ensure(store, config)
-    bodies = []
-    for path in sorted(folder.glob("*.json")):
-        try:
-            body = json.loads(path.read_text(encoding="utf-8"))
-            if not isinstance(body["name"], str):
-                raise TypeError("name is not text")
-            bodies.append((path.name, body["name"], body["rule"], body))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise DmpError(f"{path.name}: expected JSON with name and rule ({exc})") from None
+    bodies = [(path.name, *_read_definition(path)) for path in sorted(folder.glob("*.json"))]
     files: dict[str, str] = {}
     for file, name, _, _ in bodies:
         if name in files:
@@ -225,20 +262,33 @@ def apply(
         try:
             compile_rule(store, config, rule, pending=batch)
         except RuleError as exc:
-            raise DmpError(f"{file}: {exc}") from None
+            raise RuleError(f"{file}: {exc}") from None
         change = _change(get_segment(store, name, "rule"), body)
         plans.append({"file": file, "name": name, "change": change, "body": body})
     plans = _referenced_first(plans)
     if not dry_run:
-        for plan in plans:
-            body = plan["body"]
-            args = (store, config, plan["name"], body["rule"], body.get("description"),
-                    body.get("ttl_days"), now)  # fmt: skip
-            if plan["change"] == "create":
-                create(*args)
-            elif plan["change"] == "update":
-                update(*args)
+        now = now or utcnow()
+        with store.transaction():
+            for plan in (p for p in plans if p["change"] != "unchanged"):
+                body = plan["body"]
+                compiled = _validate(store, config, plan["name"], body["rule"])
+                _store_and_fill(store, compiled, plan["name"], body["rule"],
+                                body.get("description"), body.get("ttl_days"), now,
+                                plan["change"] == "create")  # fmt: skip
     return [{k: v for k, v in plan.items() if k != "body"} for plan in plans]
+
+
+def _read_definition(path: Path) -> tuple[str, Any, dict]:
+    """(name, rule, body) of one ``dump`` file; a file that is not one says so."""
+    try:
+        body = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(body["name"], str):
+            raise TypeError("name is not text")
+        return body["name"], body["rule"], body
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DmpError(f"{path.name}: expected JSON with name and rule ({exc})") from None
+    except RecursionError:
+        raise DmpError(f"{path.name}: JSON nested too deeply to be a segment definition") from None
 
 
 def _referenced_first(plans: list[dict]) -> list[dict]:

@@ -23,6 +23,7 @@ from dmp.config import Config
 from dmp.scheduler import Runner, load_schedule
 from dmp.store import Store, open_store
 from dmp.web import api, api_v1, auth, collector, pages
+from dmp.web.limits import cap_request
 from dmp.web.spool import Rotator, Spool
 
 SECURITY_HEADERS = {
@@ -59,7 +60,6 @@ def create_app(config: Config, store: Store | None = None, runner: Runner | None
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=config.get("web.secure_cookies"),
         SESSION_COOKIE_NAME="dmp_session",
-        MAX_CONTENT_LENGTH=512 * 1024 * 1024,
     )
     app.extensions["dmp.runner"] = runner
     app.extensions["dmp.config"] = config
@@ -70,6 +70,7 @@ def create_app(config: Config, store: Store | None = None, runner: Runner | None
     )
     for blueprint in (auth.bp, pages.bp, api.bp, api_v1.bp, collector.bp):
         app.register_blueprint(blueprint)
+    cap_request(app, config)
 
     @app.teardown_appcontext
     def _close_cursor(_exc) -> None:

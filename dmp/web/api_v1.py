@@ -3,13 +3,15 @@
 Authenticated by ``Authorization: Bearer TOKEN`` (`dmp tokens create USER`) or by
 the dashboard's session (changes then need the ``X-CSRF-Token`` header). Errors
 are ``{"error": {"code": ..., "message": ...}}``. An agency token sees only its
-agency's seed lists and lookalikes: another agency's answer exactly like a
+agency's seed lists and lookalikes, and of the segments only its own and those
+granted to it (``registry.visible_sql``): another agency's answer exactly like a
 missing one. ``/api/v1/openapi.json`` is generated from these routes.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -28,7 +30,7 @@ from dmp.segments.rules import RuleError
 from dmp.status import status
 from dmp.web import queries
 from dmp.web.api import ApiError, error_response
-from dmp.web.context import config, db, runner
+from dmp.web.context import config, db, erasure, now, runner
 from dmp.web.openapi import openapi_document
 
 bp = Blueprint("api_v1", __name__, url_prefix="/api/v1")
@@ -79,9 +81,15 @@ def roles(*allowed: str) -> Callable:
 
 
 def body() -> dict:
-    data = request.get_json(silent=True)
-    if data is None and request.form:
-        data = request.form.to_dict()
+    """The request's JSON object (or form); JSON too deep for the parser is a 400."""
+    data = request.form.to_dict() if request.form else None
+    if request.is_json:
+        try:
+            data = json.loads(request.get_data())
+        except ValueError:
+            data = None
+        except RecursionError:
+            raise ApiError(400, "invalid", "the request body's JSON is nested too deeply") from None
     if not isinstance(data, dict):
         raise ApiError(400, "invalid", "the request body must be a JSON object")
     return data
@@ -103,11 +111,9 @@ def acting_agency(data: dict | None = None) -> str:
     return given
 
 
-def visible_segment(name: str) -> dict:
-    segment = registry.get_segment(db(), name)
-    if segment is None or (g.user["role"] == "agency" and segment["agency"] != g.user["agency"]):
-        raise ApiError(404, "not_found", f"no segment named {name!r}")
-    return segment
+def viewer() -> str | None:
+    """Whose segments the user sees: an agency user's agency; None (all) for staff."""
+    return g.user["agency"] if g.user["role"] == "agency" else None
 
 
 # -- reading ------------------------------------------------------------------------
@@ -147,11 +153,10 @@ def clusters() -> Response:
 @bp.get("/segments")
 @roles(*STAFF, "agency")
 def list_segments() -> Response:
-    """Segments with their size (``?kind=rule|cluster|lookalike``); agencies see their own."""
-    found = registry.list_segments(db(), request.args.get("kind") or None)
-    if g.user["role"] == "agency":
-        found = [s for s in found if s["agency"] == g.user["agency"]]
-    return jsonify(segments=found)
+    """Segments with their size (``?kind=rule|cluster|lookalike``); agencies see their own
+    and those granted to them."""
+    kind = request.args.get("kind") or None
+    return jsonify(segments=registry.list_segments(db(), kind, now(), viewer()))
 
 
 @bp.post("/segments")
@@ -176,13 +181,13 @@ def preview_segment() -> Response:
 @bp.get("/segments/<path:name>")
 @roles(*STAFF, "agency")
 def get_segment(name: str) -> Response:
-    """A segment's definition, size, trend, top categories, overlaps, destinations."""
-    segment = visible_segment(name)
-    described = insights.describe(db(), name)
-    return jsonify(
-        segment=described,
-        destinations=queries.linked_destinations(db(), segment["segment_id"]),
-    )
+    """A segment's definition, size, trend, top categories, overlaps, destinations
+    (``?kind=`` when the name is shared by segments of several kinds). Agencies see
+    overlaps with the segments they see, and no destinations."""
+    kind = request.args.get("kind") or None
+    described = insights.describe(db(), name, now(), kind=kind, viewer=viewer())
+    linked = queries.linked_destinations(db(), described["segment_id"]) if not viewer() else []
+    return jsonify(segment=described, destinations=linked)
 
 
 @bp.put("/segments/<path:name>")
@@ -203,6 +208,32 @@ def delete_segment(name: str) -> Response:
     segment = registry.require_segment(db(), name, "rule")
     registry.delete_segment(db(), segment["segment_id"])
     return jsonify(deleted=name)
+
+
+@bp.get("/grants")
+@roles(*STAFF)
+def list_grants() -> Response:
+    """Which segments are shared with which agencies."""
+    return jsonify(grants=registry.grants(db()))
+
+
+@bp.post("/grants")
+@roles("admin")
+def add_grant() -> tuple:
+    """Let an agency see a segment: ``{"segment", "agency", "kind"?}`` (admins)."""
+    data = body()
+    result = registry.grant(
+        db(), need(data, "segment"), need(data, "agency"), data.get("kind") or None, now()
+    )
+    return jsonify(grant=result), 201
+
+
+@bp.delete("/grants/<agency>/<path:segment>")
+@roles("admin")
+def remove_grant(agency: str, segment: str) -> Response:
+    """Take a grant back (``?kind=`` for a name of several kinds); admins."""
+    kind = request.args.get("kind") or None
+    return jsonify(revoked=registry.revoke(db(), segment, agency, kind))
 
 
 # -- seed lists and lookalikes --------------------------------------------------------
@@ -384,6 +415,6 @@ def add_optouts() -> Response:
     """Opt IDs out: ``{"ids": [...], "id_type"?}``; their data is deleted now."""
     data = body()
     ids = need(data, "ids")
-    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-        raise ApiError(400, "invalid", "'ids' must be a list of strings")
-    return jsonify(optout(db(), ids, id_type=data.get("id_type"), source="http"))
+    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
+        raise ApiError(400, "invalid", "'ids' must be a non-empty list of strings")
+    return jsonify(optout(db(), ids, id_type=data.get("id_type"), source="http", erasure=erasure()))

@@ -4,7 +4,10 @@
   here when absent) or ``?id=&id_type=`` (an app or server-side caller);
   ``url``, ``event``, ``country``, ``category``, ``keywords`` and the TCF string
   (``gdpr_consent`` or ``consent``) come as query parameters.
-- ``POST /collect``: a batch of JSON lines in the canonical log columns.
+- ``POST /collect``: a batch of JSON lines in the canonical log columns, read as a
+  stream: past ``web.collect_max_bytes`` or 10,000 lines it is refused (413)
+  before a line is parsed. Lines end at ``\n`` only (``\r\n`` tolerated), so a
+  U+2028 inside a JSON string stays inside it.
 - ``GET /optout``: opts the browser's cookie out (recorded now) and keeps an
   opt-out cookie, so nothing more is collected from it.
 - ``GET /sync/<partner>?partner_uid=X[&redirect=URL]``: cookie sync, matching
@@ -26,11 +29,12 @@ import threading
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, current_app, jsonify, make_response, redirect, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from dmp.clock import utcnow
 from dmp.csvsafe import FORMULA_LEADS
 from dmp.identity.privacy import optout as record_optout
-from dmp.web.context import config, db
+from dmp.web.context import config, db, erasure
 from dmp.web.spool import Spool
 
 bp = Blueprint("collector", __name__)
@@ -40,6 +44,10 @@ FIELDS = ("ts", "id", "id_type", "url", "event", "category", "keywords", "countr
 _PARTNER = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _PARTNER_ID = re.compile(r"^[!-~]{1,200}$")
 MAX_BATCH_LINES = 10_000
+# The cookies this collector issues (secrets.token_hex(16)). Only such a cookie is
+# searched for in raw files on a public opt-out: anyone can send any cookie value,
+# and a common one ("pageview", a shared consent string) must not erase others' lines.
+_ISSUED_COOKIE = re.compile(r"^[0-9a-f]{32}$")
 _sync_lock = threading.Lock()
 
 
@@ -48,10 +56,11 @@ def _gpc() -> bool:
 
 
 def _event(values: dict, gpc: bool) -> str:
-    """One spool line in the canonical log columns (validation happens at ingest)."""
-    line = {key: values.get(key) for key in FIELDS if values.get(key) not in (None, "")}
-    line.setdefault("ts", utcnow().isoformat(timespec="milliseconds") + "Z")
-    line.setdefault("event", "pageview")
+    """One spool line with every canonical log column (null when absent), so no line's
+    fields depend on another line's shape; validation happens at ingest."""
+    line = {key: None if values.get(key) in (None, "") else values[key] for key in FIELDS}
+    line["ts"] = line["ts"] or utcnow().isoformat(timespec="milliseconds") + "Z"
+    line["event"] = line["event"] or "pageview"
     line["gpc"] = 1 if gpc or str(values.get("gpc", "0")) in {"1", "true"} else 0
     return json.dumps(line, separators=(",", ":"))
 
@@ -100,25 +109,46 @@ def pixel() -> Response:
 @bp.post("/collect")
 def collect() -> Response:
     """A server-side tag's batch: one JSON object per line, each with at least ``id``."""
+    try:
+        numbered = _batch_lines()
+    except RequestEntityTooLarge:
+        limit = config().get("web.collect_max_bytes")
+        return _too_large(f"at most {limit} bytes a batch (web.collect_max_bytes)")
+    if len(numbered) > MAX_BATCH_LINES:
+        return _too_large(f"at most {MAX_BATCH_LINES} lines a batch")
     lines, bad = [], []
-    text = request.get_data(as_text=True)
-    for number, raw in enumerate(text.splitlines(), 1):
-        if not raw.strip():
-            continue
+    for number, raw in numbered:
         try:
             item = json.loads(raw)
-        except json.JSONDecodeError:
+        except ValueError:
             bad.append({"line": number, "reason": "not JSON"})
+            continue
+        except RecursionError:
+            bad.append({"line": number, "reason": "JSON nested too deeply"})
             continue
         if not isinstance(item, dict) or not item.get("id"):
             bad.append({"line": number, "reason": "not an object with an id"})
             continue
         lines.append(_event(item, _gpc()))
-    if len(lines) + len(bad) > MAX_BATCH_LINES:
-        response = jsonify(error={"code": "too_large", "message": "at most 10000 lines a batch"})
-        return response, 413
     current_app.extensions["dmp.spool"].append(lines)
     return jsonify(accepted=len(lines), rejected=bad), 200 if lines or not bad else 400
+
+
+def _batch_lines() -> list[tuple[int, bytes]]:
+    """(line number, bytes) of the body's non-blank lines, read from the stream (capped
+    at ``web.collect_max_bytes``) and split at ``\n`` only. Stops one line past the
+    line limit, so an endless batch is never held or parsed."""
+    found: list[tuple[int, bytes]] = []
+    for number, raw in enumerate(request.stream, 1):
+        if raw.strip():
+            found.append((number, raw.rstrip(b"\r\n")))
+            if len(found) > MAX_BATCH_LINES:
+                break
+    return found
+
+
+def _too_large(message: str) -> tuple[Response, int]:
+    return jsonify(error={"code": "too_large", "message": message}), 413
 
 
 @bp.get("/optout")
@@ -127,7 +157,8 @@ def optout() -> Response:
     cookie = request.cookies.get(config().get("web.cookie_name"))
     recorded = False
     if cookie:
-        summary = record_optout(db(), [cookie], id_type="cookie", source="http")
+        files = erasure() if _ISSUED_COOKIE.match(cookie) else None
+        summary = record_optout(db(), [cookie], id_type="cookie", source="http", erasure=files)
         recorded = summary["new_optouts"] >= 0
     response = make_response(
         "<!doctype html><title>Opted out</title><p>You are opted out: this browser's "

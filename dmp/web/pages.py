@@ -14,7 +14,6 @@ from flask import Blueprint, abort, flash, g, redirect, render_template, request
 from dmp.activation import destinations as dest_lib
 from dmp.activation.connectors import CONNECTORS
 from dmp.activation.sync import history, sync
-from dmp.clock import utcnow
 from dmp.errors import DmpError
 from dmp.interests.taxonomy import browse
 from dmp.lookalike import audience, seeds
@@ -23,7 +22,7 @@ from dmp.status import status
 from dmp.web import queries
 from dmp.web.api_v1 import store_upload
 from dmp.web.auth import login_required
-from dmp.web.context import config, db, runner
+from dmp.web.context import config, db, now, runner
 
 bp = Blueprint("pages", __name__)
 STAFF = ("admin", "buyer")
@@ -94,7 +93,7 @@ def new_segment():
     form = request.form
     if request.method == "POST":
         try:
-            rule = rule_segments.parse_rule(form.get("rule", ""))
+            rule = rule_segments.parse_rule(form.get("rule", ""), config())
             rule_segments.create(
                 db(), config(), form.get("name", ""), rule, form.get("description")
             )
@@ -110,8 +109,9 @@ def new_segment():
 @refusals
 def segment(name: str):
     store = db()
-    pairs = insights.overlap(store.con, utcnow())
-    described = insights.describe(store, name, pairs=pairs)
+    pairs = insights.overlap(store.con, now())
+    kind = request.args.get("kind") or None  # when segments of several kinds share the name
+    described = insights.describe(store, name, now(), pairs=pairs, kind=kind)
     segments = registry.list_segments(store)
     return render_template(
         "segment.html",

@@ -14,7 +14,8 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from dmp.clock import utcnow
@@ -65,6 +66,15 @@ class Spool:
             if self._path is None or self._age() < min_age:
                 return None
             return self._close()
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Hand the current file to ingest and hold every append until the block ends:
+        erasure rewrites the folder's files meanwhile, none of them open."""
+        with self._lock:
+            if self._path is not None:
+                self._close()
+            yield
 
     def recover(self) -> list[Path]:
         """Hand over ``.part`` files another (dead) process left in the folder."""
