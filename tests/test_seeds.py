@@ -188,6 +188,28 @@ def test_seeds_match_devices_directly_and_through_id_links(store, config, write)
     assert via == [("ckweb1", "link")]
 
 
+def test_group_keys_are_shared_by_one_person_only(store, config, write):
+    """Unlinked seed devices each get their own key (DuckDB's hash(NULL) is one constant,
+    which once gave every unlinked device the same key); linked ones share their group's."""
+    unlinked = [f"aaaaaaaa-0000-4000-8000-00000000000{i}" for i in range(3)]
+    load(
+        store,
+        config,
+        write,
+        *(line(NOW, maid, "gaid") for maid in unlinked),
+        line(NOW, "ckweb2", maid=MAID2),
+        line(NOW, MAID2, "idfa"),
+        line(NOW, "ckweb3", maid=MAID),
+        line(NOW, MAID, "gaid"),
+    )
+    build_groups(store)
+    upload(store, config, write, "\n".join([*unlinked, MAID2, MAID]))
+    keys = dict(store.con.execute("SELECT id, seed_key FROM seed_matches").fetchall())
+    assert len(keys) == 7
+    assert keys[MAID2] == keys["ckweb2"] and keys[MAID] == keys["ckweb3"]
+    assert len({keys[m] for m in unlinked} | {keys[MAID], keys[MAID2]}) == 5
+
+
 def test_opted_out_ids_are_dropped_and_opt_outs_reach_stored_seeds(store, config, write):
     load(store, config, write, line(NOW, MAID, "gaid"), line(NOW, MAID2, "gaid"))
     optout(store, [MAID2], now=NOW)

@@ -156,9 +156,11 @@ def match_seeds(con: duckdb.DuckDBPyConnection, seed_list_id: int, now: datetime
         INSERT INTO seed_matches
         SELECT $list, r.id, r.id_type, min(r.via),
                -- One person's IDs (a component of the ID graph) share a key, so a
-               -- held-out split never puts a person on both sides.
-               coalesce(hash('group:' || min(g.group_id)),
-                        min(hash(r.seed_type || ':' || r.seed)))
+               -- held-out split never puts a person on both sides. hash(NULL) is a
+               -- constant, not NULL: a device outside the graph must be keyed by
+               -- its seed explicitly, or every such device would share one key.
+               CASE WHEN min(g.group_id) IS NULL THEN min(hash(r.seed_type || ':' || r.seed))
+                    ELSE hash('group:' || min(g.group_id)) END
         FROM seed_reach r LEFT JOIN id_groups g ON g.id = r.id AND g.id_type = r.id_type
         GROUP BY r.id, r.id_type
         """,
