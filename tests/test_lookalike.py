@@ -348,3 +348,20 @@ def test_the_model_does_not_learn_id_type_or_activity_as_interest():
     assert 0.4 < quality["auc"] < 0.6
     for row in quality["at"][2:]:
         assert 0.6 < row["lift"] < 1.4 and 0.6 < row["relative_lift"] < 1.4
+
+
+def test_cli_refuses_a_list_with_no_signal_unless_forced(cli, store, seed_file):
+    store.close()
+    path = seed_file(count=300, seed=5)
+    upload_cmd = ("seeds", "upload", str(path), "--name", "r", "--agency", "acme")
+    assert cli(*upload_cmd, "--id-type", "cookie").exit_code == 0
+    create = ("lookalike", "create", "rand", "--seed", "r", "--agency", "acme")
+    refused = cli(*create)
+    assert refused.exit_code == 1 and "error: seed list 'r': no usable signal" in refused.output
+    assert "force it" in refused.output
+    assert "rand" not in cli("lookalike", "list", "--agency", "acme").output
+    forced = cli(*create, "--force", "--include-seeds")
+    assert forced.exit_code == 0, forced.output
+    assert "WARNING: no usable signal" in forced.output and "vs baseline" in forced.output
+    shown = json.loads(cli("lookalike", "show", "rand", "--agency", "acme", "--json").output)
+    assert shown["quality"]["signal"] is False and shown["include_seeds"] is True

@@ -54,6 +54,11 @@ class CannotModel(DmpError):
     the allowed share of eligible devices. A refresh keeps the previous audience."""
 
 
+class NoSignal(DmpError):
+    """The seed list's held-out lift cannot be told from random lists': no lookalike is
+    created from it unless forced."""
+
+
 @dataclass
 class Build:
     """One trained model and the audience it chose (in temp table ``SELECTED``)."""
@@ -116,7 +121,7 @@ def create_lookalike(
     try:
         build = _build(con, config, seed_list, spec, rules, now)
         if not force and not build.quality["signal"]:
-            raise DmpError(
+            raise NoSignal(
                 f"seed list {seed_list['name']!r}: {build.quality['verdict']}; "
                 "no lookalike created (force it to create one anyway)"
             )
