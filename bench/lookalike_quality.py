@@ -28,6 +28,7 @@ list within 0.8-1.25x of the baseline at 1, 5 and 10% and flagged.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import shutil
 import time
@@ -52,6 +53,7 @@ from dmp.lookalike.model import LookalikeModel, candidate_ranks
 from dmp.lookalike.seeds import upload_seed_list
 from dmp.store import open_store
 
+print = functools.partial(print, flush=True)  # noqa: A001 (progress while it runs)
 OUT = Path(__file__).resolve().parent / "out" / "lookalike_quality"
 REACHES = (0.01, 0.05, 0.1)
 TARGETS = {0.01: 0.7, 0.05: 0.8}
@@ -200,9 +202,7 @@ def show(r: dict) -> None:
     ratios = "".join(f"{r['lift']['dmp'][x] / r['lift']['oracle'][x]:>8.2f}" for x in REACHES)
     print(f"  {'dmp / oracle':<18}{ratios}")
     random = "".join(f"{r['random_vs_baseline'][x]:>8.2f}" for x in REACHES)
-    print(
-        f"  {'random / baseline':<18}{random}   flagged no usable signal: {r['random_flagged']}"
-    )
+    print(f"  {'random / baseline':<18}{random}   flagged no usable signal: {r['random_flagged']}")
 
 
 def summary(results: list[dict]) -> None:

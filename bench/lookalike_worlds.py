@@ -58,8 +58,15 @@ MATRIX = (
     Campaign("maid-seeds-maid-90%", WorldSpec("maid-90%", maid_share=0.9), targets=2),
     Campaign(
         "hard-all",
-        WorldSpec("hard", personas=40, devices=40_000, recency_days=60, active_days=14,
-                  pareto_shape=1.2, overlap=0.5),
+        WorldSpec(
+            "hard",
+            personas=40,
+            devices=40_000,
+            recency_days=60,
+            active_days=14,
+            pareto_shape=1.2,
+            overlap=0.5,
+        ),
         targets=4,
         converter_noise=0.4,
     ),  # fmt: skip
