@@ -55,8 +55,12 @@ def world(tmp_path_factory):
             ("rivalco", "rivalco-seeds", "secret-campaign"),
         ]:
             seeds.upload_seed_list(store, config, seed_file, seed, agency, "cookie", now=NOW)
-            audience.create_lookalike(store, config, lookalike, seed, agency, "5%", now=NOW)
-        audience.create_lookalike(store, config, "other-like", "converters", "acme", 0.1, now=NOW)
+            audience.create_lookalike(
+                store, config, lookalike, seed, agency, "5%", now=NOW, force=True
+            )
+        audience.create_lookalike(
+            store, config, "other-like", "converters", "acme", 0.1, now=NOW, force=True
+        )
         rule_segments.create(store, config, "staffonly", RULE, now=NOW)
         rule_segments.create(store, config, "acme/like", {"id_type": "maid"}, now=NOW)
         tokens = {}

@@ -153,8 +153,10 @@ def test_upload_seeds_and_create_a_lookalike(as_user, server):
     page.fill("#lookalike-form input[name=name]", "like-converters")
     page.fill("#reach", "10")
     assert page.text_content("#reach-out") == "10"
+    page.check("#lookalike-form input[name=force]")  # these seeds may have no signal
     page.click("#lookalike-form button")
     page.wait_for_selector("#lift-chart svg polyline")
+    assert "signal" in page.text_content("#lookalike-verdict")
     assert int(page.text_content("#lookalike-size").replace(",", "")) > 0
     page.screenshot(path=ARTIFACTS / "lookalike.png", full_page=True)
 

@@ -132,6 +132,43 @@ def test_unusable_files_are_refused_and_nothing_is_stored(store, config, write, 
     assert stored(store) == []
 
 
+def test_a_value_column_is_stored_and_reaches_the_matched_devices(store, config, write):
+    load(store, config, write, line(NOW, MAID, "gaid"), line(NOW, MAID2, "gaid"))
+    report = upload(store, config, write, f"maid,value\n{MAID},120.5\n{MAID2}, 0\n{MAID},80\n")
+    assert report["value_column"] and (report["ids"], report["invalid"]) == (2, 0)
+    values = store.con.execute("SELECT id, value FROM seed_matches ORDER BY id").fetchall()
+    assert values == sorted([(MAID, 120.5), (MAID2, 0.0)])  # a repeated ID keeps its largest
+    plain = upload(store, config, write, f"maid\n{MAID}\n", name="plain")
+    assert not plain["value_column"]
+    assert store.con.execute(
+        "SELECT value FROM seed_ids WHERE seed_list_id = ?", [plain["seed_list_id"]]
+    ).fetchall() == [(None,)]
+
+
+@pytest.mark.parametrize(
+    "rows, message",
+    [
+        (
+            f"{MAID},12\n{MAID2},-3\nbbbbbbbb-0000-4000-8000-000000000000,-1\n",
+            r"value column: 2 negative \(lines 3, 4\); a value is a purchase amount",
+        ),
+        (
+            f"{MAID},twelve\n{MAID2},\n",
+            r"value column: 2 not a number \(lines 2, 3\)",
+        ),
+        (f"{MAID},-1\n{MAID2},n/a\n", r"1 negative \(line 2\); 1 not a number \(line 3\)"),
+    ],
+)
+def test_a_value_column_with_text_or_negatives_is_refused_whole(
+    store, config, write, snapshot, rows, message
+):
+    before = snapshot(store)
+    with pytest.raises(DmpError, match=message):
+        upload(store, config, write, "maid,value\n" + rows)
+    assert store.con.execute("SELECT count(*) FROM seed_lists").fetchone()[0] == 0
+    assert stored(store) == [] and snapshot(store) == before
+
+
 def test_mixed_and_other_encodings(store, config, write):
     latin1 = "email\na@example.com\ncaf\xe9@example.fr\nb@example.com\n".encode("latin-1")
     report = upload(store, config, write, latin1, id_type="email")
@@ -186,6 +223,28 @@ def test_seeds_match_devices_directly_and_through_id_links(store, config, write)
         "SELECT id, via FROM seed_matches WHERE seed_list_id = ?", [emails["seed_list_id"]]
     ).fetchall()
     assert via == [("ckweb1", "link")]
+
+
+def test_group_keys_are_shared_by_one_person_only(store, config, write):
+    """Unlinked seed devices each get their own key (DuckDB's hash(NULL) is one constant,
+    which once gave every unlinked device the same key); linked ones share their group's."""
+    unlinked = [f"aaaaaaaa-0000-4000-8000-00000000000{i}" for i in range(3)]
+    load(
+        store,
+        config,
+        write,
+        *(line(NOW, maid, "gaid") for maid in unlinked),
+        line(NOW, "ckweb2", maid=MAID2),
+        line(NOW, MAID2, "idfa"),
+        line(NOW, "ckweb3", maid=MAID),
+        line(NOW, MAID, "gaid"),
+    )
+    build_groups(store)
+    upload(store, config, write, "\n".join([*unlinked, MAID2, MAID]))
+    keys = dict(store.con.execute("SELECT id, seed_key FROM seed_matches").fetchall())
+    assert len(keys) == 7
+    assert keys[MAID2] == keys["ckweb2"] and keys[MAID] == keys["ckweb3"]
+    assert len({keys[m] for m in unlinked} | {keys[MAID], keys[MAID2]}) == 5
 
 
 def test_opted_out_ids_are_dropped_and_opt_outs_reach_stored_seeds(store, config, write):

@@ -105,12 +105,14 @@ def test_agency_sees_only_its_own_seed_lists_and_lookalikes(app, token, world):
     acme, other = token("acme-user", "agency", "acme"), token("other-user", "agency", "other")
     report = upload(client, acme, data=seed_csv(world)).json["report"]
     assert report["valid"] == 300 and report["match_rate"] > 0.9
-    made = client.post(
-        "/api/v1/lookalikes",
-        headers=acme,
-        json={"name": "like", "seed": "converters", "reach": "5%"},
-    )
+    # The first 300 cookies of the world are no one's converters: no usable signal.
+    lookalike = {"name": "like", "seed": "converters", "reach": "5%"}
+    refused = client.post("/api/v1/lookalikes", headers=acme, json=lookalike)
+    assert refused.status_code == 422 and refused.json["error"]["code"] == "no_signal"
+    assert "no usable signal" in refused.json["error"]["message"]
+    made = client.post("/api/v1/lookalikes", headers=acme, json={**lookalike, "force": True})
     assert made.status_code == 201, made.json
+    assert made.json["lookalike"]["quality"]["signal"] is False
     assert 0 <= made.json["lookalike"]["quality"]["auc"] <= 1
 
     assert client.get("/api/v1/seeds/converters", headers=acme).status_code == 200

@@ -158,13 +158,14 @@ def test_agency_uploads_seeds_creates_a_lookalike_and_sees_only_its_own(app, wor
     })  # fmt: skip
     assert response.status_code == 200 and 'id="upload-report"' in response.text
     assert "Match rate" in response.text
-    made = client.post(
-        "/lookalikes",
-        data={"name": "like", "seed": "converters", "reach": "5", "csrf_token": token},
-    )
+    form = {"name": "like", "seed": "converters", "reach": "5", "csrf_token": token}
+    refused = client.post("/lookalikes", data=form)
+    assert refused.status_code == 200 and "no usable signal" in refused.text
+    made = client.post("/lookalikes", data={**form, "force": "1"})
     assert made.status_code == 302, made.text
     page = client.get(made.headers["Location"])
     assert page.status_code == 200 and 'data-chart="lift"' in page.text
+    assert 'id="lookalike-verdict"' in page.text and "no usable signal" in page.text
 
     other = app.test_client()
     login(other, "other-user")

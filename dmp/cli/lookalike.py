@@ -117,6 +117,9 @@ def lookalike() -> None:
     help="Share of eligible devices (1%-20%) or an absolute number of devices.",
 )
 @click.option("--description", help="Shown with the segment.")
+@click.option("--include-seeds", is_flag=True, help="Let seed devices into the audience.")
+@click.option("--exclude", metavar="SEGMENT", help="Keep this segment's members out (customers).")
+@click.option("--force", is_flag=True, help="Create it even if the seeds show no usable signal.")
 @json_option
 @pass_ctx
 def lookalike_create(
@@ -126,17 +129,26 @@ def lookalike_create(
     agency: str,
     reach: str,
     description: str | None,
+    include_seeds: bool,
+    exclude: str | None,
+    force: bool,
     as_json: bool,
 ) -> None:
     """Train on a seed list and store the audience as a lookalike segment.
 
-    With --json: the run (size, churn) and the held-out quality report
-    (recall and lift at 1, 2, 5, 10, 20% reach with 95% intervals, AUC).
+    A seed list whose held-out lift is within the no-signal baseline (random
+    lists of its size and ID-type mix) at every reach is refused unless
+    --force. With --json: the run (size, churn) and the held-out quality
+    report (recall and lift at 1, 2, 5, 10, 20% reach with 95% intervals,
+    the baseline's lift and the relative lift, AUC, signal, verdict).
     """
     from dmp.lookalike.audience import create_lookalike
 
     with ctx.store() as store:
-        report = create_lookalike(store, ctx.config, name, seed, agency, reach, description)
+        report = create_lookalike(
+            store, ctx.config, name, seed, agency, reach, description,
+            include_seeds=include_seeds, exclude=exclude, force=force,
+        )  # fmt: skip
     if as_json:
         emit_json(report)
         return
@@ -150,7 +162,9 @@ def lookalike_create(
 @lookalike.command("refresh")
 @click.argument("name")
 @agency_option
-@click.option("--force", is_flag=True, help="Apply even if the size or quality guard objects.")
+@click.option(
+    "--force", is_flag=True, help="Apply even if the signal, size or quality guard objects."
+)
 @json_option
 @pass_ctx
 def lookalike_refresh(ctx: Context, name: str, agency: str, force: bool, as_json: bool) -> None:
@@ -251,14 +265,20 @@ def _echo_quality(quality: dict | None) -> None:
         f"held-out quality ({quality['heldout_seeds']:,} seeds held out, "
         f"{quality['train_seeds']:,} trained on): AUC {quality['auc']:.3f} (random 0.5)"
     )
+    if "baseline" in quality:
+        click.echo(("" if quality["signal"] else "WARNING: ") + quality["verdict"])
     click.echo(f"  {'reach':>5} {'devices':>10}  {'recall (95% interval)':<24} "
-               f"{'lift (95% interval)':<22} random")  # fmt: skip
+               f"{'lift (95% interval)':<22} {'baseline':<11} {'vs baseline':<19}")  # fmt: skip
     for row in quality["at"]:
         low, high = row["recall_95"]
         lift_low, lift_high = row["lift_95"] or (0, 0)
         recall = f"{row['recall']:.1%} ({low:.1%}-{high:.1%})"
         lift = f"{row['lift']:.2f} ({lift_low:.2f}-{lift_high:.2f})"
+        base, versus = "-", "-"
+        if "baseline_lift_95" in row:
+            base = "{:.2f}-{:.2f}".format(*row["baseline_lift_95"])
+            versus = "{:.2f} ({:.2f}-{:.2f})".format(row["relative_lift"], *row["relative_lift_95"])
         click.echo(
             f"  {row['reach']:>5.0%} {row['devices']:>10,}  {recall:<24} {lift:<22} "
-            f"{row['random_recall']:.1%}"
+            f"{base:<11} {versus:<19}"
         )

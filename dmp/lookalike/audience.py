@@ -3,13 +3,19 @@
 A lookalike is a segment of kind ``lookalike`` owned by an agency (stored as
 ``AGENCY/NAME``, so agencies never collide or see each other's names). Each
 build or refresh re-matches the seeds, trains :class:`LookalikeModel` on the
-current profiles, chooses the top devices at the chosen reach (never a seed
-device) and records a run with its quality report and churn. Membership goes
-through ``segments.membership.apply_members`` like any segment's, so it syncs
-to destinations as deltas.
+current profiles, chooses the top devices at the chosen reach (by default
+never a seed device, and never a member of the optional exclusion segment,
+such as existing customers) and records a run with its quality report and
+churn. Membership goes through ``segments.membership.apply_members`` like any
+segment's, so it syncs to destinations as deltas.
+
+A seed list with no usable signal (its held-out lift within the permutation
+baseline's at every reach) gets no lookalike unless forced: a buyer would
+otherwise read a random list's lift as targeting.
 
 A refresh keeps the previous audience, and says why, when the seed list has
-fallen below the modelling minimum, when the new audience's size leaves
+fallen below the modelling minimum, when it shows no usable signal, when the
+new audience's size leaves
 ``1 +/- lookalike.size_tolerance`` of the previous one (of the absolute size
 for a fixed-size lookalike), or when its held-out AUC drops by more than
 ``lookalike.max_auc_drop`` below the last applied run's.
@@ -30,7 +36,7 @@ import pyarrow as pa
 from dmp.clock import iso, utcnow
 from dmp.config import Config
 from dmp.errors import DmpError
-from dmp.lookalike.features import DEVICES, load_features, seed_rows
+from dmp.lookalike.features import DEVICES, SeedRows, load_features, seed_rows
 from dmp.lookalike.model import LookalikeModel
 from dmp.lookalike.seeds import check_name, get_seed_list, match_seeds
 from dmp.segments.membership import apply_members
@@ -44,8 +50,13 @@ _REACH = re.compile(r"^\s*(?P<number>\d+(\.\d+)?)\s*(?P<percent>%?)\s*$")
 
 class CannotModel(DmpError):
     """Today's data cannot give this lookalike an audience: too few matched seed
-    devices with a profile, or a reach beyond the allowed share of eligible devices.
-    A refresh keeps the previous audience instead."""
+    devices with a profile, a held-out part too small to measure, or a reach beyond
+    the allowed share of eligible devices. A refresh keeps the previous audience."""
+
+
+class NoSignal(DmpError):
+    """The seed list's held-out lift cannot be told from random lists': no lookalike is
+    created from it unless forced."""
 
 
 @dataclass
@@ -87,19 +98,33 @@ def create_lookalike(
     reach: str | float | int,
     description: str | None = None,
     now: datetime | None = None,
+    include_seeds: bool = False,
+    exclude: str | None = None,
+    force: bool = False,
 ) -> dict:
-    """Train on ``agency``'s seed list ``seed`` and store the audience as a new segment."""
+    """Train on ``agency``'s seed list ``seed`` and store the audience as a new segment.
+
+    ``include_seeds`` lets seed devices into the audience; ``exclude`` names a
+    segment the agency can see whose members never enter it; ``force`` creates
+    it even when the seed list shows no usable signal.
+    """
     now = now or utcnow()
     name = check_name(name, "lookalike name")
     spec = parse_reach(reach, config)
     if get_segment(store, _segment_name(agency, name), "lookalike") is not None:
         raise DmpError(f"lookalike {name!r} already exists for agency {agency!r}")
+    rules = {"include_seeds": bool(include_seeds), "exclude": _exclusion(store, exclude, agency)}
     con = store.con
     with store.transaction():
         match_seeds(con, get_seed_list(store, seed, agency)["seed_list_id"], now)
     seed_list = get_seed_list(store, seed, agency)
     try:
-        build = _build(con, config, seed_list, spec, now)
+        build = _build(con, config, seed_list, spec, rules, now)
+        if not force and not build.quality["signal"]:
+            raise NoSignal(
+                f"seed list {seed_list['name']!r}: {build.quality['verdict']}; "
+                "no lookalike created (force it to create one anyway)"
+            )
         with store.transaction():
             segment_id = create_segment(
                 con,
@@ -109,13 +134,14 @@ def create_lookalike(
                     "seed_list_id": seed_list["seed_list_id"],
                     "seed": seed_list["name"],
                     "reach": spec,
+                    **rules,
                 },
                 agency=seed_list["agency"],
                 ttl_days=config.get("lookalike.ttl_days"),
                 description=description or f"lookalike of seed list {seed_list['name']}",
                 now=now,
             )
-            run = _apply(con, config, segment_id, seed_list, build, now)
+            run = _apply(con, config, segment_id, seed_list, build, rules, now)
     finally:
         _drop_temp(con)
     return _report(name, agency, seed_list, spec, run, build)
@@ -130,7 +156,7 @@ def refresh_lookalike(
     now: datetime | None = None,
 ) -> dict:
     """Retrain on today's data; apply the new audience unless a guard keeps the old one
-    (``force`` skips the size and quality guards, never the seed minimum)."""
+    (``force`` skips the signal, size and quality guards, never the seed minimum)."""
     segment = _require(store, name, agency)
     return _refresh(store, config, segment, force, now or utcnow())
 
@@ -192,6 +218,7 @@ def show_lookalike(store: Store, name: str, agency: str, runs: int = 10) -> dict
         "segment_id": segment["segment_id"],
         "seed": segment["definition"]["seed"],
         "reach": segment["definition"]["reach"],
+        **_rules(segment["definition"]),
         "size": members,
         "created_at": segment["created_at"],
         "quality": applied["quality"] if applied else None,
@@ -216,7 +243,7 @@ def delete_lookalike(store: Store, name: str, agency: str) -> dict:
 def _refresh(store: Store, config: Config, segment: dict, force: bool, now: datetime) -> dict:
     con = store.con
     agency, name = segment["agency"], segment["name"].split("/", 1)[1]
-    spec = segment["definition"]["reach"]
+    spec, rules = segment["definition"]["reach"], _rules(segment["definition"])
     seed_name = con.execute(
         "SELECT name FROM seed_lists WHERE seed_list_id = ? AND agency = ?",
         [segment["definition"]["seed_list_id"], agency],
@@ -229,28 +256,36 @@ def _refresh(store: Store, config: Config, segment: dict, force: bool, now: date
     previous = _last_applied(con, segment["segment_id"])
     try:
         try:
-            build = _build(con, config, seed_list, spec, now)
+            build = _build(con, config, seed_list, spec, rules, now)
             reason = None if force else _guard(config, spec, build, previous)
         except CannotModel as exc:
             build, reason = None, str(exc)
         with store.transaction():
             if reason is None:
-                run = _apply(con, config, segment["segment_id"], seed_list, build, now)
+                run = _apply(con, config, segment["segment_id"], seed_list, build, rules, now)
             else:
-                run = _keep(con, config, segment["segment_id"], seed_list, build, reason, now)
+                run = _keep(
+                    con, config, segment["segment_id"], seed_list, build, reason, rules, now
+                )
     finally:
         _drop_temp(con)
     return _report(name, agency, seed_list, spec, run, build)
 
 
 def _build(
-    con: duckdb.DuckDBPyConnection, config: Config, seed_list: dict, spec: dict, now: datetime
+    con: duckdb.DuckDBPyConnection,
+    config: Config,
+    seed_list: dict,
+    spec: dict,
+    rules: dict,
+    now: datetime,
 ) -> Build:
     """Train on the current profiles and choose the audience into ``SELECTED``."""
     seconds = {}
     started = time.perf_counter()
     features = load_features(con, config, now)
-    rows, keys = seed_rows(con, seed_list["seed_list_id"])
+    seeds = seed_rows(con, seed_list["seed_list_id"])
+    rows = seeds.rows
     seconds["features"] = time.perf_counter() - started
     minimum = config.get("lookalike.min_seed_devices")
     if len(rows) < minimum:
@@ -262,24 +297,19 @@ def _build(
     eligible = features.devices
     target = round(spec["share"] * eligible) if "share" in spec else spec["size"]
     max_share = config.get("lookalike.max_reach")
-    if target > max_share * eligible:
+    if "size" in spec and target > max_share * eligible:
         raise CannotModel(
             f"reach of {target:,} devices is more than {max_share:.0%} of the "
             f"{eligible:,} eligible devices; choose a smaller reach"
         )
     started = time.perf_counter()
-    model = LookalikeModel(
-        holdout=config.get("lookalike.holdout"),
-        negatives_per_seed=config.get("lookalike.negatives_per_seed"),
-        max_negatives=config.get("lookalike.max_negatives"),
-        C=config.get("lookalike.regularisation"),
-        centroid_weight=config.get("lookalike.centroid_weight"),
-    ).fit(features.matrix, rows, keys)
+    model = _fit(config, features, seeds, seed_list)
     seconds["fit"] = time.perf_counter() - started
     started = time.perf_counter()
     scores = model.score_devices(features.matrix)
-    scores[rows] = -np.inf  # seed devices are never part of the expanded audience
-    size = min(target, eligible - len(rows))
+    barred = _barred_rows(con, rows, rules)
+    scores[barred] = -np.inf
+    size = min(target, eligible - len(barred))
     chosen = np.argpartition(-scores, size - 1)[:size] if size > 0 else np.array([], np.int64)
     seconds["score"] = time.perf_counter() - started
     con.register(
@@ -301,8 +331,62 @@ def _build(
     return Build(eligible, len(rows), target, size, model.quality_, details, seconds)
 
 
+def _fit(config: Config, features, seeds: SeedRows, seed_list: dict) -> LookalikeModel:
+    """The configured model fitted on the seeds; a held-out part too small to measure
+    (or values that weight nothing) is a :class:`CannotModel` naming the numbers."""
+    model = LookalikeModel(
+        holdout=config.get("lookalike.holdout"),
+        min_heldout=config.get("lookalike.min_heldout_seeds"),
+        negatives_per_seed=config.get("lookalike.negatives_per_seed"),
+        max_negatives=config.get("lookalike.max_negatives"),
+        C=config.get("lookalike.regularisation"),
+        centroid_weight=config.get("lookalike.centroid_weight"),
+        baseline_repeats=config.get("lookalike.baseline_repeats"),
+    )
+    try:
+        return model.fit(features.matrix, seeds.rows, seeds.keys, features.kinds, seeds.values)
+    except ValueError as exc:
+        raise CannotModel(f"seed list {seed_list['name']!r}: {exc}") from None
+
+
+def _barred_rows(con: duckdb.DuckDBPyConnection, seed_rows_: np.ndarray, rules: dict) -> np.ndarray:
+    """Rows that may not enter the audience: the seed devices (unless included) and the
+    members of the exclusion segment."""
+    barred = [np.array([], np.int64) if rules["include_seeds"] else seed_rows_]
+    if rules["exclude"]:
+        excluded = con.execute(
+            f"""
+            SELECT d.row FROM segment_members m JOIN {DEVICES} d USING (id, id_type)
+            WHERE m.segment_id = ?
+            """,
+            [rules["exclude"]["segment_id"]],
+        ).fetchnumpy()["row"]
+        barred.append(np.asarray(excluded, dtype=np.int64))
+    return np.unique(np.concatenate(barred))
+
+
+def _exclusion(store: Store, name: str | None, agency: str) -> dict | None:
+    """The segment ``agency`` names to keep out of its audience (one it can see)."""
+    if not name:
+        return None
+    segment = get_segment(store, name, viewer=check_name(agency, "agency"))
+    if segment is None:
+        raise DmpError(f"exclusion segment {name!r}: no such segment for agency {agency!r}")
+    return {"segment_id": segment["segment_id"], "name": segment["name"]}
+
+
+def _rules(definition: dict) -> dict:
+    """A lookalike's audience rules (lookalikes made before they existed: the defaults)."""
+    return {
+        "include_seeds": definition.get("include_seeds", False),
+        "exclude": definition.get("exclude"),
+    }
+
+
 def _guard(config: Config, spec: dict, build: Build, previous: dict | None) -> str | None:
     """Why this build must not replace the audience, or None."""
+    if build.quality and not build.quality["signal"]:
+        return build.quality["verdict"]
     tolerance = config.get("lookalike.size_tolerance")
     reference = spec.get("size") or (previous["size"] if previous else None)
     if reference:
@@ -327,6 +411,7 @@ def _apply(
     segment_id: int,
     seed_list: dict,
     build: Build,
+    rules: dict,
     now: datetime,
 ) -> dict:
     """Make ``SELECTED`` the audience; runs in the caller's transaction."""
@@ -347,7 +432,7 @@ def _apply(
     con.execute(
         f"INSERT INTO lookalike_members SELECT ?, id, id_type, score FROM {SELECTED}", [segment_id]
     )
-    _drop_seed_devices(con, segment_id, seed_list["seed_list_id"], now)
+    _drop_barred(con, segment_id, seed_list["seed_list_id"], rules, now)
     members = apply_members(con, segment_id, SELECTED, now, config.get("lookalike.ttl_days"))
     build.seconds["store"] = time.perf_counter() - started
     outcome = {
@@ -369,6 +454,7 @@ def _keep(
     seed_list: dict,
     build: Build | None,
     reason: str,
+    rules: dict,
     now: datetime,
 ) -> dict:
     """Renew the previous audience (minus devices no longer eligible) and say why."""
@@ -379,7 +465,7 @@ def _keep(
         """,
         [segment_id],
     )
-    _drop_seed_devices(con, segment_id, seed_list["seed_list_id"], now)
+    _drop_barred(con, segment_id, seed_list["seed_list_id"], rules, now)
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE {SELECTED} AS
@@ -401,26 +487,43 @@ def _keep(
     return _record(con, segment_id, seed_list, build, now, outcome)
 
 
-def _drop_seed_devices(
-    con: duckdb.DuckDBPyConnection, segment_id: int, seed_list_id: int, now: datetime
+def _drop_barred(
+    con: duckdb.DuckDBPyConnection, segment_id: int, seed_list_id: int, rules: dict, now: datetime
 ) -> None:
-    """Seed devices leave the audience at once, even members still inside their TTL
-    (a device that became a seed since the last run)."""
-    seed = (
-        "EXISTS (SELECT 1 FROM seed_matches s WHERE s.seed_list_id = $list "
-        "AND s.id = m.id AND s.id_type = m.id_type)"
-    )
-    params = {"segment": segment_id, "list": seed_list_id}
-    con.execute(f"DELETE FROM lookalike_members m WHERE segment_id = $segment AND {seed}", params)
-    con.execute(
-        f"""
-        INSERT INTO segment_exits
-        SELECT segment_id, id, id_type, 'a seed device of its own lookalike', $now
-        FROM segment_members m WHERE segment_id = $segment AND {seed}
-        """,
-        {**params, "now": now},
-    )
-    con.execute(f"DELETE FROM segment_members m WHERE segment_id = $segment AND {seed}", params)
+    """Seed devices (unless included) and members of the exclusion segment leave the
+    audience at once, even members still inside their TTL (a device that became a
+    seed, or a customer, since the last run)."""
+    barred = []
+    if not rules["include_seeds"]:
+        barred.append(
+            (
+                "EXISTS (SELECT 1 FROM seed_matches s WHERE s.seed_list_id = $other "
+                "AND s.id = m.id AND s.id_type = m.id_type)",
+                seed_list_id,
+                "a seed device of its own lookalike",
+            )
+        )
+    if rules["exclude"]:
+        barred.append(
+            (
+                "EXISTS (SELECT 1 FROM segment_members x WHERE x.segment_id = $other "
+                "AND x.id = m.id AND x.id_type = m.id_type)",
+                rules["exclude"]["segment_id"],
+                f"a member of the exclusion segment {rules['exclude']['name']}",
+            )
+        )
+    for condition, other, reason in barred:
+        params = {"segment": segment_id, "other": other}
+        where = f"segment_id = $segment AND {condition}"
+        con.execute(f"DELETE FROM lookalike_members m WHERE {where}", params)
+        con.execute(
+            f"""
+            INSERT INTO segment_exits
+            SELECT segment_id, id, id_type, $reason, $now FROM segment_members m WHERE {where}
+            """,
+            {**params, "reason": reason, "now": now},
+        )
+        con.execute(f"DELETE FROM segment_members m WHERE {where}", params)
 
 
 def _record(

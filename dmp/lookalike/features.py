@@ -28,10 +28,21 @@ class Features:
 
     matrix: sp.csr_matrix
     categories: list[str]
+    kinds: np.ndarray  # per row: its ID type, as a small integer (types in sorted order)
 
     @property
     def devices(self) -> int:
         return self.matrix.shape[0]
+
+
+@dataclass
+class SeedRows:
+    """Matched seed devices: ``rows`` of the matrix, their ID-graph ``keys`` and, when
+    the list has a value column, their ``values``."""
+
+    rows: np.ndarray
+    keys: np.ndarray
+    values: np.ndarray | None
 
 
 def load_features(con: duckdb.DuckDBPyConnection, config: Config, now: datetime) -> Features:
@@ -61,23 +72,32 @@ def load_features(con: duckdb.DuckDBPyConnection, config: Config, now: datetime)
         ).fetchnumpy()
     finally:
         con.unregister("lookalike_categories")
-    n = con.execute(f"SELECT count(*) FROM {DEVICES}").fetchone()[0]
+    kinds = con.execute(
+        f"SELECT (dense_rank() OVER (ORDER BY id_type) - 1)::INTEGER AS kind FROM {DEVICES} "
+        "ORDER BY row"
+    ).fetchnumpy()["kind"]
+    n = len(kinds)
     matrix = sp.csr_matrix(
         (np.asarray(arrays["score"]), (np.asarray(arrays["row"]), np.asarray(arrays["col"]))),
         shape=(n, len(categories)),
         dtype=np.float32,
     )
-    return Features(matrix, categories)
+    return Features(matrix, categories, np.asarray(kinds, dtype=np.int64))
 
 
-def seed_rows(con: duckdb.DuckDBPyConnection, seed_list_id: int) -> tuple[np.ndarray, np.ndarray]:
-    """(rows, seed keys) of a list's matched devices among the eligible ones."""
+def seed_rows(con: duckdb.DuckDBPyConnection, seed_list_id: int) -> SeedRows:
+    """A list's matched devices among the eligible ones: rows, group keys, values."""
     found = con.execute(
         f"""
-        SELECT d.row, m.seed_key FROM seed_matches m
+        SELECT d.row, m.seed_key, m.value FROM seed_matches m
         JOIN {DEVICES} d ON d.id = m.id AND d.id_type = m.id_type
         WHERE m.seed_list_id = ? ORDER BY d.row
         """,
         [seed_list_id],
     ).fetchnumpy()
-    return np.asarray(found["row"], dtype=np.int64), np.asarray(found["seed_key"], dtype=np.uint64)
+    values = np.ma.filled(np.ma.asarray(found["value"], dtype=np.float64), np.nan)
+    return SeedRows(
+        np.asarray(found["row"], dtype=np.int64),
+        np.asarray(found["seed_key"], dtype=np.uint64),
+        None if np.isnan(values).all() else np.nan_to_num(values, nan=0.0),
+    )

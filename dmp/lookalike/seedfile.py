@@ -9,14 +9,19 @@ keep only their line number and reason, never their text. (DuckDB's own
 rejects table holds the text of lines it cannot decode for the length of one
 upload, in memory; only their line numbers are read from it, and it is dropped.)
 
+A file whose header is ``ID,value`` (any ID header, then ``value``) carries a
+value per ID, a purchase amount that weights value-based lookalikes; every
+valid ID then needs a number >= 0 there.
+
 Whole-file problems (missing, empty, a spreadsheet or UTF-16 big-endian file,
-nothing valid, the wrong ID type) raise :class:`DmpError` before anything is
-stored.
+nothing valid, the wrong ID type, a value column with text or negative
+numbers) raise :class:`DmpError` before anything is stored.
 """
 
 from __future__ import annotations
 
 import gzip
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,6 +63,7 @@ class SeedFile:
     ids: int = 0
     invalid_reasons: dict[str, int] = field(default_factory=dict)
     invalid_lines: list[dict] = field(default_factory=list)  # {line, reason}; no values
+    value_column: bool = False
 
     @property
     def invalid(self) -> int:
@@ -79,10 +85,10 @@ def read_seed_file(
     if id_type not in ID_TYPES:
         raise DmpError(f"unknown seed ID type {id_type!r}; expected one of {', '.join(ID_TYPES)}")
     path = Path(path)
-    encoding, compression, line_end = _sniff(path)
+    encoding, compression, line_end, value_column = _sniff(path)
     try:
-        _stage(con, path, id_type, (encoding, compression, line_end), max_id_length)
-        result = _summarise(con, path, id_type, table)
+        _stage(con, path, id_type, (encoding, compression, line_end), max_id_length, value_column)
+        result = _summarise(con, path, id_type, table, value_column)
     finally:
         con.execute(
             f"DROP TABLE IF EXISTS seed_stage; DROP TABLE IF EXISTS seed_refused; "
@@ -91,8 +97,9 @@ def read_seed_file(
     return result
 
 
-def _sniff(path: Path) -> tuple[str, str, str]:
-    """(encoding, compression, line end) from the first bytes; unusable files are refused."""
+def _sniff(path: Path) -> tuple[str, str, str, bool]:
+    """(encoding, compression, line end, has a value column) from the first bytes;
+    unusable files are refused."""
     if not path.is_file():
         raise DmpError(f"{path}: no such file")
     with path.open("rb") as handle:
@@ -120,7 +127,9 @@ def _sniff(path: Path) -> tuple[str, str, str]:
     # other in parallel); only lone-\r files (classic Mac) must say so.
     lone_cr = b"\r" in head and b"\n" not in head
     line_end = "new_line = '\\r', " if lone_cr else ""
-    return encoding, compression, line_end
+    first = head.decode(encoding, errors="replace").lstrip("\ufeff").splitlines()[:1]
+    cells = [c.strip(" \"'").lower() for c in re.split("[,;\t]", first[0])] if first else []
+    return encoding, compression, line_end, len(cells) == 2 and cells[1] == "value"
 
 
 def _stage(
@@ -129,6 +138,7 @@ def _stage(
     id_type: str,
     reading: tuple[str, str, str],
     max_id_length: int,
+    value_column: bool = False,
 ) -> None:
     """One pass over the file: per line, the normalised ID or why it was refused.
 
@@ -138,7 +148,13 @@ def _stage(
     """
     encoding, compression, line_end = reading
     con.execute(f"DROP TABLE IF EXISTS {REJECTS}; DROP TABLE IF EXISTS {REJECTS_SCAN}")
-    reason, looks_like, normal = _checks(id_type, max_id_length)
+    reason, looks_like, normal = _checks(id_type, max_id_length, value_column)
+    amount = (
+        "trim(regexp_extract(line_text, '^[^,;\\t]*[,;\\t]([^,;\\t]*)', 1), "
+        "chr(32) || chr(34) || chr(39))"
+        if value_column
+        else "NULL"
+    )
     try:
         con.execute(
             f"""
@@ -168,14 +184,15 @@ def _stage(
                        CASE WHEN split THEN len(list_filter(
                                 regexp_split_to_array(line_text, '[,;\\t]'),
                                 lambda c: trim(c, ' "''') <> ''))
-                            ELSE 1 END AS cells
+                            ELSE 1 END AS cells,
+                       {amount} AS amount
                 FROM split
             ),
             checked AS (
                 SELECT pos, line_text = '' AS blank,
                        lower(value) IN ({", ".join(f"'{h}'" for h in HEADERS)}) AS known_header,
                        regexp_full_match(value, '[A-Za-z][A-Za-z0-9 _.-]*') AS word_like,
-                       {reason} AS first_reason, line_text, value
+                       {reason} AS first_reason, line_text, value, amount
                 FROM cells
             ),
             -- Control characters (UTF-16 without its BOM, binary data) are looked
@@ -188,7 +205,7 @@ def _stage(
                 FROM checked
             )
             SELECT pos, blank, known_header, word_like, reason, {looks_like} AS looks_like,
-                   CASE WHEN reason IS NULL THEN {normal} END AS id
+                   CASE WHEN reason IS NULL THEN {normal} END AS id, amount
             FROM named
             """,
             {"path": str(path), "encoding": encoding, "compression": compression},
@@ -198,7 +215,7 @@ def _stage(
         raise DmpError(f"{path.name}: cannot be read as a text file of IDs ({reason})") from None
 
 
-def _checks(id_type: str, max_length: int) -> tuple[str, str, str]:
+def _checks(id_type: str, max_length: int, value_column: bool = False) -> tuple[str, str, str]:
     """SQL for the ``reason``, ``looks_like`` and ``id`` of one cell ``value``.
 
     ``reason`` is the first failed check (NULL when valid; ``line_text`` is the
@@ -248,13 +265,13 @@ def _checks(id_type: str, max_length: int) -> tuple[str, str, str]:
             (email, f"an email address, not a cookie ID: {hint} email", "email"),
             (f"{normal} IS NULL", "not a valid cookie ID (printable ASCII, no spaces)", None),
         ]
-    formula = (
-        f"{starts_like_formula('value')} "
-        "OR (split AND regexp_matches(line_text, '[,;\\t]\\s*[\"'']?[=+\\-@]'))"
-    )
+    # In a value column a "-5" is a negative amount, reported as such, not a formula.
+    formula = starts_like_formula("value")
+    if not value_column:
+        formula += " OR (split AND regexp_matches(line_text, '[,;\\t]\\s*[\"'']?[=+\\-@]'))"
     rules = [
         (formula, _FORMULA, None),
-        ("cells > 1", _SEVERAL, None),
+        (f"cells > {2 if value_column else 1}", _SEVERAL, None),
         (f"length(value) > {limit}", f"longer than {limit} characters", None),
         *specific,
     ]
@@ -269,7 +286,9 @@ def _sql_str(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _summarise(con: duckdb.DuckDBPyConnection, path: Path, id_type: str, table: str) -> SeedFile:
+def _summarise(
+    con: duckdb.DuckDBPyConnection, path: Path, id_type: str, table: str, value_column: bool
+) -> SeedFile:
     """Line numbers, the header, counts; refuses files with nothing usable in them."""
     # Lines the reader refused (bad encoding, too long) are missing from the
     # staged rows, which shifts the rest: pos + refused lines before it.
@@ -332,12 +351,14 @@ def _summarise(con: duckdb.DuckDBPyConnection, path: Path, id_type: str, table: 
         """,
         {"limit": MAX_REPORTED_LINES},
     ).fetchall()
+    if value_column:
+        _check_values(con, name, kept)
     stored_type = "hem" if id_type == "email" else id_type
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE {table} AS
-        SELECT id, '{stored_type}' AS id_type FROM seed_stage
-        WHERE {kept} AND id IS NOT NULL GROUP BY id
+        SELECT id, '{stored_type}' AS id_type, max(TRY_CAST(amount AS DOUBLE)) AS value
+        FROM seed_stage WHERE {kept} AND id IS NOT NULL GROUP BY id
         """
     )
     ids = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
@@ -348,4 +369,35 @@ def _summarise(con: duckdb.DuckDBPyConnection, path: Path, id_type: str, table: 
         ids=ids,
         invalid_reasons=reasons,
         invalid_lines=[{"line": line, "reason": why} for line, why in lines],
+        value_column=value_column,
     )
+
+
+def _check_values(con: duckdb.DuckDBPyConnection, name: str, kept: str) -> None:
+    """Every valid ID's value must be a number >= 0; else the whole file is refused,
+    with how many are wrong and the first lines (a guessed weight is worse than none)."""
+    line = "pos + (SELECT count(*) FROM seed_refused r WHERE r.before_row < s.pos)"
+    problems = con.execute(
+        f"""
+        WITH v AS (
+            SELECT pos, TRY_CAST(amount AS DOUBLE) AS number FROM seed_stage
+            WHERE {kept} AND id IS NOT NULL
+        ), s AS (
+            SELECT pos, CASE WHEN number IS NULL OR isnan(number) OR isinf(number)
+                             THEN 'not a number' WHEN number < 0 THEN 'negative' END AS problem
+            FROM v
+        )
+        SELECT problem, count(*), list({line} ORDER BY pos)[1:3]
+        FROM s WHERE problem IS NOT NULL GROUP BY problem ORDER BY problem
+        """
+    ).fetchall()
+    if problems:
+        said = "; ".join(
+            f"{count:,} {problem} (line{'s' if len(lines) > 1 else ''} "
+            f"{', '.join(str(n) for n in lines)}{', ...' if count > len(lines) else ''})"
+            for problem, count, lines in problems
+        )
+        raise DmpError(
+            f"{name}: value column: {said}; a value is a purchase amount, a number >= 0. "
+            "Nothing stored"
+        )

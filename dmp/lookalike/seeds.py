@@ -99,7 +99,9 @@ def upload_seed_list(
                     [agency, name, *values, now],
                 ).fetchone()[0]
             con.execute(
-                f"INSERT INTO seed_ids SELECT ?, id, id_type FROM {parsed.table}", [seed_list_id]
+                f"INSERT INTO seed_ids (seed_list_id, id, id_type, value) "
+                f"SELECT ?, id, id_type, value FROM {parsed.table}",
+                [seed_list_id],
             )
             matched = match_seeds(con, seed_list_id, now)
     finally:
@@ -117,6 +119,7 @@ def upload_seed_list(
         "invalid_reasons": parsed.invalid_reasons,
         "invalid_lines": parsed.invalid_lines,
         "invalid_lines_omitted": parsed.invalid - len(parsed.invalid_lines),
+        "value_column": parsed.value_column,
         "duplicates": parsed.duplicates,
         "opted_out": opted_out,
         "ids": ids,
@@ -131,17 +134,17 @@ def match_seeds(con: duckdb.DuckDBPyConnection, seed_list_id: int, now: datetime
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE seed_reach AS
-        WITH s AS (SELECT id, id_type FROM seed_ids WHERE seed_list_id = $list),
+        WITH s AS (SELECT id, id_type, value FROM seed_ids WHERE seed_list_id = $list),
         reach AS (
-            SELECT id, id_type, id AS seed, id_type AS seed_type, 'direct' AS via FROM s
+            SELECT id, id_type, id AS seed, id_type AS seed_type, 'direct' AS via, value FROM s
             UNION ALL
-            SELECT l.linked_id, l.linked_type, s.id, s.id_type, 'link'
+            SELECT l.linked_id, l.linked_type, s.id, s.id_type, 'link', s.value
             FROM s JOIN id_links l ON l.id = s.id AND l.id_type = s.id_type
             UNION ALL
-            SELECT l.id, l.id_type, s.id, s.id_type, 'link'
+            SELECT l.id, l.id_type, s.id, s.id_type, 'link', s.value
             FROM s JOIN id_links l ON l.linked_id = s.id AND l.linked_type = s.id_type
             UNION ALL
-            SELECT m.id, m.id_type, s.id, s.id_type, 'link' FROM s
+            SELECT m.id, m.id_type, s.id, s.id_type, 'link', s.value FROM s
             JOIN id_groups g ON g.id = s.id AND g.id_type = s.id_type
             JOIN id_groups m ON m.group_id = g.group_id
         )
@@ -153,12 +156,15 @@ def match_seeds(con: duckdb.DuckDBPyConnection, seed_list_id: int, now: datetime
     con.execute("DELETE FROM seed_matches WHERE seed_list_id = ?", [seed_list_id])
     devices = con.execute(
         """
-        INSERT INTO seed_matches
+        INSERT INTO seed_matches (seed_list_id, id, id_type, via, seed_key, value)
         SELECT $list, r.id, r.id_type, min(r.via),
                -- One person's IDs (a component of the ID graph) share a key, so a
-               -- held-out split never puts a person on both sides.
-               coalesce(hash('group:' || min(g.group_id)),
-                        min(hash(r.seed_type || ':' || r.seed)))
+               -- held-out split never puts a person on both sides. hash(NULL) is a
+               -- constant, not NULL: a device outside the graph must be keyed by
+               -- its seed explicitly, or every such device would share one key.
+               CASE WHEN min(g.group_id) IS NULL THEN min(hash(r.seed_type || ':' || r.seed))
+                    ELSE hash('group:' || min(g.group_id)) END,
+               max(r.value)
         FROM seed_reach r LEFT JOIN id_groups g ON g.id = r.id AND g.id_type = r.id_type
         GROUP BY r.id, r.id_type
         """,

@@ -57,6 +57,8 @@ def _library_error(exc: DmpError) -> Response:
     message = str(exc)
     if isinstance(exc, RuleError):
         return error_response(400, "invalid_rule", message)
+    if isinstance(exc, audience.NoSignal):
+        return error_response(422, "no_signal", message)
     if message.startswith("no ") or message.startswith("unknown"):
         return error_response(404, "not_found", message)
     if "already exists" in message:
@@ -315,11 +317,15 @@ def list_lookalikes() -> Response:
 @bp.post("/lookalikes")
 @roles(*STAFF, "agency")
 def create_lookalike() -> tuple:
-    """Create a lookalike: ``{"name", "seed", "reach": "5%" | 50000}``."""
+    """Create a lookalike: ``{"name", "seed", "reach": "5%" | 50000, "include_seeds"?,
+    "exclude"?: segment, "force"?}``; a seed list with no usable signal is refused
+    (422) unless ``force``."""
     data = body()
     report = audience.create_lookalike(
         db(), config(), need(data, "name"), need(data, "seed"), acting_agency(data),
         need(data, "reach"), data.get("description"),
+        include_seeds=data.get("include_seeds") is True, exclude=data.get("exclude"),
+        force=data.get("force") is True,
     )  # fmt: skip
     return jsonify(lookalike=report), 201
 

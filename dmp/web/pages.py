@@ -199,7 +199,8 @@ def lookalikes():
                 raise DmpError("choose the agency first")
             made = audience.create_lookalike(
                 db(), config(), form.get("name", ""), form.get("seed", ""), acting,
-                f"{form.get('reach', '5')}%",
+                f"{form.get('reach', '5')}%", include_seeds=bool(form.get("include_seeds")),
+                exclude=form.get("exclude") or None, force=bool(form.get("force")),
             )  # fmt: skip
         except DmpError as exc:
             flash(str(exc), "error")
