@@ -296,7 +296,7 @@ def test_a_granted_lookalike_hides_its_seed_list_and_model(app, world):
     store, client, acme = app.extensions["dmp.runner"].store, app.test_client(), bearer(world)
     config = app.extensions["dmp.config"]
     audience.create_lookalike(store, config, "shared", "rivalco-seeds", "rivalco", "7%",
-                              "built from rivalco-seeds for Q3", now=NOW)  # fmt: skip
+                              "built from rivalco-seeds for Q3", now=NOW, force=True)  # fmt: skip
     registry.grant(store, "rivalco/shared", "acme", now=NOW)
     shown = client.get("/api/v1/segments/rivalco/shared", headers=acme).json["segment"]
     listed = client.get("/api/v1/segments?kind=lookalike", headers=acme).json["segments"]
