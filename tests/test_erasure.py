@@ -3,6 +3,7 @@ raw files in the landing folder, spools, exports and quoted text."""
 
 from __future__ import annotations
 
+import csv
 import gzip
 import json
 from pathlib import Path
@@ -457,3 +458,23 @@ def test_gzipped_parquet_is_filtered_as_parquet(app, config, store):
     assert files["lines_removed"] == 1 and files["files_rewritten"] == [str(zipped)]
     plain.write_bytes(gzip.decompress(zipped.read_bytes()))
     assert duckdb.sql(f"SELECT id FROM '{plain}'").fetchall() == [(OTHER,)]
+
+
+def test_id_fields_follow_the_files_layout_and_records_spanning_lines(app, config, store):
+    """``adserver_*`` files name the ID ``device_id`` (config ``[layouts.adserver]``);
+    a quoted field may hold a line break, and then a record is more than a line."""
+    landing = config.path("ingest.landing")
+    landing.mkdir(parents=True, exist_ok=True)
+    header = "event_time_ms,device_id,device_os,page_url,action\n"
+    (landing / "adserver_1.csv").write_text(
+        header
+        + f'1795000000000,{OTHER},cookie,"https://x.example/\n{ID}",{ID}\n'
+        + f'1795000000000,{ID},cookie,"https://x.example/\nnext",click\n'
+        + f"1795000000000,ck-3,cookie,https://x.example/{ID},pageview\n"
+    )
+    files = _api_optout(app, store, [ID])["files"]
+    assert files["lines_removed"] == 1
+    with (landing / "adserver_1.csv").open(newline="") as handle:
+        kept = list(csv.reader(handle))
+    assert [row[1] for row in kept] == ["device_id", OTHER, "ck-3"]
+    assert kept[1][3] == f"https://x.example/\n{ID}"

@@ -107,9 +107,9 @@ class Erasure:
         with self.hold():  # listed inside: holding may hand an open spool file over
             pending = [*_placed(landing, "*", "landing"), *_placed(landing, "idsync/*/*", "idsync")]
             for path, place in pending:
-                _scrub_file(path, _shape(path, place, layouts), matcher, done)
+                _scrub_placed(path, place, layouts, matcher, done)
         for path, place in self._archived(con, landing):
-            _scrub_file(path, _shape(path, place, layouts), matcher, done)
+            _scrub_placed(path, place, layouts, matcher, done)
         return done
 
     def _archived(self, con: duckdb.DuckDBPyConnection, landing: Path) -> list[tuple[Path, Place]]:
@@ -213,10 +213,20 @@ def _searchable(path: Path) -> bool:
     return True
 
 
+def _scrub_placed(
+    path: Path, place: Place, layouts: Mapping[str, Layout], matcher: Matcher, done: Scrubbed
+) -> None:
+    """Scrub a file read as its place says; a raw file named after an ID is renamed
+    first (an export keeps its name: its destination or ``exported_files`` finds it
+    by that name)."""
+    shape = _shape(path, place, layouts)
+    if place != "export":
+        path = _rename(path, matcher, done)
+    _scrub_file(path, shape, matcher, done)
+
+
 def _scrub_file(path: Path, shape: Shape, matcher: Matcher, done: Scrubbed) -> None:
-    """Rename ``path`` if its name holds a needle; rewrite it without the lines (rows)
-    that hold one, if any does."""
-    path = _rename(path, matcher, done)
+    """Rewrite ``path`` without the lines (rows) that hold a needle, if any does."""
     if shape.kind != "parquet" and not _may_hold(path, matcher, shape):
         return
     try:
@@ -239,9 +249,8 @@ def _scrub_file(path: Path, shape: Shape, matcher: Matcher, done: Scrubbed) -> N
 
 
 def _rename(path: Path, matcher: Matcher, done: Scrubbed) -> Path:
-    """A file named after an ID (a landing file, a partner's export of one person) gets
-    the ID replaced in its name; the tables' copies of the name are redacted by
-    ``redact_quoted``."""
+    """A raw file named after an ID gets the ID replaced in its name; the tables' copies
+    of the name are redacted by ``redact_quoted``."""
     held = matcher.whole(path.name.encode())
     if not held:
         return path
