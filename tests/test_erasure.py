@@ -300,10 +300,10 @@ def _common_value_world(config, store) -> Path:
 
 def test_optout_of_a_common_value_keeps_everyone_elses_lines(app, config, store):
     """``pageview``, ``cookie`` and ``US`` occur in every line; only an ID field holding
-    the value makes a line the opted-out person's."""
+    the value makes a line the opted-out person's. ``csv`` in a file's name is its type."""
     landing = _common_value_world(config, store)
     before = _snapshot_files(landing)
-    for common in ("cookie", "US", "click"):
+    for common in ("cookie", "US", "click", "csv", "jsonl", "gz"):
         files = _api_optout(app, store, [common])["files"]
         assert files["lines_removed"] == 0 and not files["files_rewritten"]
         assert not files["files_removed"] and not files["files_renamed"]

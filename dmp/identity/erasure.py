@@ -25,7 +25,6 @@ import codecs
 import contextlib
 import gzip
 import os
-import re
 import shutil
 import tempfile
 import zlib
@@ -179,7 +178,7 @@ def _first_line(path: Path) -> str | None:
     """The first line of a text file, or None when it does not read as UTF-8."""
     try:
         with _open(path) as handle:
-            return handle.readline().decode("utf-8-sig").rstrip("\r\n")
+            return handle.readline(CHUNK).decode("utf-8-sig").rstrip("\r\n")
     except (*_UNREADABLE, UnicodeDecodeError):
         return None
 
@@ -251,13 +250,9 @@ def _scrub_file(path: Path, shape: Shape, matcher: Matcher, done: Scrubbed) -> N
 def _rename(path: Path, matcher: Matcher, done: Scrubbed) -> Path:
     """A raw file named after an ID gets the ID replaced in its name; the tables' copies
     of the name are redacted by ``redact_quoted``."""
-    held = matcher.whole(path.name.encode())
+    name, held = matcher.redact_name(path.name, NAME_REDACTED)
     if not held:
         return path
-    name = path.name
-    for needle in held:
-        for _ in range(2):  # a second pass for an ID right after another (ID-ID)
-            name = re.sub(pattern(needle), rf"\g<1>{NAME_REDACTED}\g<3>", name)
     target = path.with_name(name)
     number = 1
     while target.exists() or target.is_symlink():
@@ -404,7 +399,7 @@ def _work_folder(path: Path) -> tempfile.TemporaryDirectory:
 def redact_quoted(con: duckdb.DuckDBPyConnection, found: list[Needle]) -> None:
     """Replace the IDs quoted in the raw text of quarantined rows (those without a
     valid ID of their own, or quoting another's) and in rejected files' errors, and
-    in the names of files the tables recorded (a file named after an ID)."""
+    in the names of the files the tables recorded (a file named after an ID)."""
     for needle in found:
         params = {"p": pattern(needle), "r": f"\\1{REDACTED}\\3"}
         for table, column in (("quarantine", "raw"), ("ingested_files", "error")):
@@ -415,18 +410,29 @@ def redact_quoted(con: duckdb.DuckDBPyConnection, found: list[Needle]) -> None:
                 """,
                 params,
             )
-        params["r"] = f"\\1{NAME_REDACTED}\\3"
-        for table, column in (("quarantine", "file"), ("ingested_files", "path")):
-            name = f"parse_filename({column})"
-            con.execute(
-                f"""
-                UPDATE {table}
-                SET {column} = left({column}, length({column}) - length({name}))
-                    || regexp_replace({name}, $p, $r, 'g')
-                WHERE regexp_matches({name}, $p)
-                """,
-                params,
-            )
+    if found:
+        _redact_names(con, Matcher(found))
+
+
+def _redact_names(con: duckdb.DuckDBPyConnection, matcher: Matcher) -> None:
+    """Rename the recorded files as ``_rename`` renames them on disk: SQL picks the
+    few names that may hold an ID, each is renamed once for all its rows."""
+    for table, column in (("quarantine", "file"), ("ingested_files", "path")):
+        names = con.execute(
+            f"""
+            SELECT DISTINCT {column} FROM {table}
+            WHERE list_bool_or([regexp_matches(parse_filename({column}), p) FOR p IN $p])
+            """,
+            {"p": [pattern(n) for n in matcher.needles]},
+        ).fetchall()
+        for (path,) in names:
+            folder, name = os.path.split(path)
+            redacted, held = matcher.redact_name(name, NAME_REDACTED)
+            if held:
+                con.execute(
+                    f"UPDATE {table} SET {column} = $new WHERE {column} = $old",
+                    {"new": os.path.join(folder, redacted), "old": path},
+                )
 
 
 def _is_parquet(path: Path) -> bool:

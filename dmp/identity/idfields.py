@@ -27,10 +27,17 @@ from typing import Literal
 import duckdb
 
 from dmp.csvsafe import FORMULA_LEADS
-from dmp.ingest.readers import Layout
+from dmp.ingest.readers import FORMATS, Layout
 
 ID_FIELDS = frozenset({"id", "cookie", "maid", "hem"})
 _WORD = re.compile(rb"[A-Za-z0-9]")
+# The end of a file name that says what the file is (its format, a spool's .part,
+# landing's time stamp for a second file of one name): no ID is looked for there, so
+# erasing the cookie ID ``csv`` renames no ``a.csv``.
+_SUFFIXES = [*FORMATS, ".gz", ".reason", ".part", ".tmp"]
+_TYPE_SUFFIX = re.compile(
+    r"\.(?:" + "|".join(s[1:] for s in _SUFFIXES) + r"|\d{8}T\d+)$", re.IGNORECASE
+)
 # What ingest trims from a hashed email (``validate.hem_sql``); every ID field the same.
 _BLANKS = " \t\n\r\xa0"
 
@@ -175,6 +182,19 @@ class Matcher:
             if any(_whole(text, form) for form in needle.forms):
                 held.append(needle)
         return held
+
+    def redact_name(self, name: str, replacement: str) -> tuple[str, list[Needle]]:
+        """``name`` with each needle it holds whole (before its type suffixes) replaced,
+        and those needles."""
+        base = name
+        while (suffix := _TYPE_SUFFIX.search(base)) and suffix.start() > 0:
+            base = base[: suffix.start()]
+        held = self.whole(base.encode())
+        redacted = base
+        for needle in held:
+            for _ in range(2):  # a second pass for an ID right after another (ID-ID)
+                redacted = re.sub(pattern(needle), rf"\g<1>{replacement}\g<3>", redacted)
+        return redacted + name[len(base) :], held
 
     def parquet_keys(self) -> dict[str, list[str]]:
         """SQL parameters for ``parquet_match``: the exact and the folded keys."""
