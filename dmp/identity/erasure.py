@@ -234,7 +234,7 @@ def _scrub_file(path: Path, shape: Shape, matcher: Matcher, done: Scrubbed) -> N
         else:
             removed = _rewrite_text(path, shape, matcher, done)
     except _UNREADABLE:  # unreadable to the end: removed when its raw bytes hold a needle
-        if shape.kind != "parquet" or matcher.search().search(path.read_bytes()):
+        if shape.kind != "parquet" or matcher.in_bytes(path.read_bytes()):
             path.unlink()
             done.files_removed.append(str(path))
         return
@@ -268,18 +268,18 @@ def _rename(path: Path, matcher: Matcher, done: Scrubbed) -> Path:
 def _may_hold(path: Path, matcher: Matcher, shape: Shape) -> bool:
     """Cheap candidate test: does any form (or a marker worth a look) occur in the
     (inflated) bytes at all?"""
-    search = matcher.search(shape).search
+    markers = matcher.markers(shape)
     tail = b""
     try:
         with _open(path) as handle:
             while chunk := handle.read(CHUNK):
                 window = tail + chunk
-                if search(window):
+                if matcher.in_bytes(window, markers):
                     return True
                 tail = window[-matcher.longest :]
     except (OSError, EOFError, zlib.error):
         # Unreadable past here: it holds a needle if its raw bytes or readable part do.
-        return bool(matcher.search().search(tail + path.read_bytes()))
+        return matcher.in_bytes(tail + path.read_bytes())
     return False
 
 
@@ -306,12 +306,12 @@ def _rewrite_text(path: Path, shape: Shape, matcher: Matcher, done: Scrubbed) ->
     partial = path.with_name(f".{path.name}.erasing")
     removed = kept = 0
     gzipped = _gzipped(path)
-    search = matcher.search(shape).search
+    markers = matcher.markers(shape)
     try:
         with _open(path) as source, _create(partial, gzipped) as target:
             for number, record in enumerate(_records(source, shape)):
                 header = number == 0 and shape.kind == "csv" and shape.header
-                candidate = not header and search(record)
+                candidate = not header and matcher.in_bytes(record, markers)
                 held = matcher.record(record, shape) if candidate else []
                 if held:
                     removed += 1

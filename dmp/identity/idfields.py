@@ -114,18 +114,27 @@ class Matcher:
         self._hems = any(n.id_type == "hem" for n in found)
         self.longest = max(len(form) for n in found for form in n.forms)
 
-    def search(self, shape: Shape | None = None) -> re.Pattern[bytes]:
-        """The cheap test, as one regular expression: any form (a folded one in any case)
-        and, for a file of ``shape``, what makes a line worth parsing besides: an ``@``
-        where a raw email may hash to an erased one; a JSON escape."""
-        markers = []
-        if shape is not None:
-            markers = [b"@"] * (self._hems and shape.emails) + [b"\\u"] * (shape.kind == "jsonl")
-        parts = [re.escape(form) for form in [*self._exact_forms, *markers]]
+    def markers(self, shape: Shape) -> tuple[bytes, ...]:
+        """Bytes that make a line of ``shape`` worth parsing besides the IDs' own forms:
+        an ``@`` where a raw email may hash to an erased one; a JSON escape."""
+        return (b"@",) * (self._hems and shape.emails) + (b"\\u",) * (shape.kind == "jsonl")
+
+    def in_bytes(self, data: bytes, markers: tuple[bytes, ...] = ()) -> bool:
+        """The cheap test: does any form (or marker) occur in ``data`` at all? Plain
+        ``in`` tests, at memory speed on a large buffer (a regular expression of the
+        forms is several times slower there), in loops: no generator per line."""
+        for form in self._exact_forms:
+            if form in data:
+                return True
         if self._folded_forms:
-            folded = b"|".join(re.escape(form) for form in self._folded_forms)
-            parts.append(b"(?i:" + folded + b")")
-        return re.compile(b"|".join(parts))
+            folded = data.lower()
+            for form in self._folded_forms:
+                if form in folded:
+                    return True
+        for marker in markers:
+            if marker in data:
+                return True
+        return False
 
     def value(self, text: str, hem: bool) -> Needle | None:
         """The needle a field's value is, as ingest normalises it; a CSV cell dmp
