@@ -478,3 +478,17 @@ def test_id_fields_follow_the_files_layout_and_records_spanning_lines(app, confi
         kept = list(csv.reader(handle))
     assert [row[1] for row in kept] == ["device_id", OTHER, "ck-3"]
     assert kept[1][3] == f"https://x.example/\n{ID}"
+
+
+def test_a_raw_email_in_a_parquet_hem_column_goes_with_its_hash(app, config, store):
+    import hashlib
+
+    done = config.path("ingest.landing") / "done"
+    done.mkdir(parents=True)
+    duckdb.sql(
+        f"""COPY (SELECT * FROM (VALUES ('{OTHER}', ' Victim@X.example'), ('{ID}', 'o@x.example'))
+                  t(id, hem)) TO '{done / "p.parquet"}' (FORMAT parquet)"""
+    )
+    files = _api_optout(app, store, [hashlib.sha256(b"victim@x.example").hexdigest()])["files"]
+    assert files["lines_removed"] == 1
+    assert duckdb.sql(f"SELECT id FROM '{done / 'p.parquet'}'").fetchall() == [(ID,)]
