@@ -492,3 +492,22 @@ def test_a_raw_email_in_a_parquet_hem_column_goes_with_its_hash(app, config, sto
     files = _api_optout(app, store, [hashlib.sha256(b"victim@x.example").hexdigest()])["files"]
     assert files["lines_removed"] == 1
     assert duckdb.sql(f"SELECT id FROM '{done / 'p.parquet'}'").fetchall() == [(ID,)]
+
+
+def test_a_failure_to_write_the_new_copy_never_costs_the_file(app, config, store):
+    """Only a file that cannot be read is removed whole; one whose new copy cannot be
+    written (here: a temporary file left in the way) keeps everyone's lines."""
+    done = config.path("ingest.landing") / "done"
+    done.mkdir(parents=True)
+    (done / "a.csv").write_text(
+        HEADER
+        + f"2026-11-19T10:00:00Z,{ID},cookie,,,,,,,\n2026-11-19T10:00:00Z,{OTHER},cookie,,,,,,,\n"
+    )
+    (done / ".a.csv.erasing").write_text("left by an erasure that crashed\n")
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+    app.test_client().post(
+        "/api/v1/optouts",
+        json={"ids": [ID]},
+        headers={"Authorization": f"Bearer {_staff_token(store)}"},
+    )
+    assert OTHER in (done / "a.csv").read_text()

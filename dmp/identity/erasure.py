@@ -57,7 +57,14 @@ NAME_REDACTED = "id-removed"
 _EXPORTS_DEFAULT = "exports"
 # Where a file lies decides how its fields are read (``_shape``).
 Place = Literal["landing", "idsync", "export"]
-_UNREADABLE = (OSError, EOFError, zlib.error, duckdb.Error)
+_ANY_READ_ERROR = (OSError, EOFError, zlib.error, duckdb.Error)
+# What a broken gzip stream raises while it is read (a failure to write is none of these).
+_BROKEN_GZIP = (EOFError, zlib.error, gzip.BadGzipFile)
+
+
+class _Unreadable(Exception):
+    """The file cannot be read to its end: not a failure to write its new copy, which
+    must never cost the file."""
 
 
 @dataclass
@@ -179,7 +186,7 @@ def _first_line(path: Path) -> str | None:
     try:
         with _open(path) as handle:
             return handle.readline(CHUNK).decode("utf-8-sig").rstrip("\r\n")
-    except (*_UNREADABLE, UnicodeDecodeError):
+    except (*_ANY_READ_ERROR, UnicodeDecodeError):
         return None
 
 
@@ -207,7 +214,7 @@ def _searchable(path: Path) -> bool:
                     return False
                 decoder.decode(chunk)
         decoder.decode(b"", final=True)
-    except (*_UNREADABLE, UnicodeDecodeError):
+    except (*_ANY_READ_ERROR, UnicodeDecodeError, _Unreadable):
         return False
     return True
 
@@ -233,7 +240,7 @@ def _scrub_file(path: Path, shape: Shape, matcher: Matcher, done: Scrubbed) -> N
             removed = _rewrite_parquet(path, shape, matcher, done)
         else:
             removed = _rewrite_text(path, shape, matcher, done)
-    except _UNREADABLE:  # unreadable to the end: removed when its raw bytes hold a needle
+    except _Unreadable:  # removed when its raw bytes hold a needle: it held one
         if shape.kind != "parquet" or matcher.in_bytes(path.read_bytes()):
             path.unlink()
             done.files_removed.append(str(path))
@@ -319,8 +326,10 @@ def _rewrite_text(path: Path, shape: Shape, matcher: Matcher, done: Scrubbed) ->
                     continue
                 target.write(record)
                 kept += 1
-    except BaseException:
+    except BaseException as exc:
         partial.unlink(missing_ok=True)
+        if isinstance(exc, _BROKEN_GZIP):
+            raise _Unreadable(path) from exc
         raise
     if not removed:
         partial.unlink()
@@ -337,17 +346,14 @@ def _rewrite_parquet(path: Path, shape: Shape, matcher: Matcher, done: Scrubbed)
         con = duckdb.connect()
         try:
             source = f"read_parquet('{_quoted(plain)}') t"
-            columns = [c for (c, *_) in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()]
-            key = parquet_match(columns, shape.layout)
-            params = matcher.parquet_keys()
-            if key is None:
-                key, params = _whole_row_match(matcher)
-            hits, removed, kept = con.execute(
+            key, params = _row_match(con, source, shape, matcher)
+            hits, removed, kept = _read_parquet(
+                con,
                 f"""SELECT list(DISTINCT key) FILTER (key IS NOT NULL), count(key),
                            count(*) - count(key)
                     FROM (SELECT {key} AS key FROM {source})""",
                 params,
-            ).fetchone()
+            )[0]
             if not removed:
                 return None
             filtered = Path(work) / "filtered.parquet"
@@ -364,6 +370,24 @@ def _rewrite_parquet(path: Path, shape: Shape, matcher: Matcher, done: Scrubbed)
             shutil.copyfileobj(rows, target, CHUNK)
     _replace(partial, path, keep=kept > 0)
     return removed
+
+
+def _row_match(
+    con: duckdb.DuckDBPyConnection, source: str, shape: Shape, matcher: Matcher
+) -> tuple[str, dict]:
+    """SQL (and parameters): the key of the needle a row holds in an ID column, or, in a
+    file without one, whose text holds it whole."""
+    columns = [c for (c, *_) in _read_parquet(con, f"DESCRIBE SELECT * FROM {source}", {})]
+    key = parquet_match(columns, shape.layout)
+    return (key, matcher.parquet_keys()) if key is not None else _whole_row_match(matcher)
+
+
+def _read_parquet(con: duckdb.DuckDBPyConnection, sql: str, params: dict) -> list[tuple]:
+    """Rows of a query that reads the file: DuckDB failing here means a broken file."""
+    try:
+        return con.execute(sql, params).fetchall()
+    except duckdb.Error as exc:
+        raise _Unreadable(sql) from exc
 
 
 def _whole_row_match(matcher: Matcher) -> tuple[str, dict]:
@@ -386,8 +410,11 @@ def _plain_parquet(path: Path) -> Iterator[Path]:
         return
     with _work_folder(path) as work:
         plain = Path(work) / "plain.parquet"
-        with gzip.open(path, "rb") as source, open(plain, "wb") as target:
-            shutil.copyfileobj(source, target, CHUNK)
+        try:
+            with gzip.open(path, "rb") as source, open(plain, "wb") as target:
+                shutil.copyfileobj(source, target, CHUNK)
+        except _BROKEN_GZIP as exc:
+            raise _Unreadable(path) from exc
         yield plain
 
 
