@@ -511,3 +511,16 @@ def test_a_failure_to_write_the_new_copy_never_costs_the_file(app, config, store
         headers={"Authorization": f"Bearer {_staff_token(store)}"},
     )
     assert OTHER in (done / "a.csv").read_text()
+
+
+def test_an_export_cell_dmp_neutralised_is_read_as_the_id(config, store, tmp_path):
+    """``csvsafe`` writes the formula-like ID ``=legacy`` as ``'=legacy``."""
+    from dmp.identity.erasure import Erasure
+    from dmp.identity.privacy import optout
+
+    out = tmp_path / "members.csv"
+    out.write_text('"id","id_type"\n"\'=legacy","cookie"\n"ck-2","cookie"\n')
+    store.con.execute("INSERT INTO exported_files VALUES (?, now())", [str(out)])
+    summary = optout(store, ["=legacy"], id_type="cookie", erasure=Erasure(config))
+    assert summary["files"]["lines_removed"] == 1
+    assert out.read_text() == '"id","id_type"\n"ck-2","cookie"\n'
