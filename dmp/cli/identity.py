@@ -94,7 +94,10 @@ def _compact(ctx: Context, summary: dict) -> dict | None:
 def _files(summary: dict) -> str:
     files = summary["files"]
     touched = len(files["files_rewritten"]) + len(files["files_removed"])
-    return f"{files['lines_removed']:,} raw lines removed from {touched:,} file(s)"
+    note = f"{files['lines_removed']:,} raw lines removed from {touched:,} file(s)"
+    if files["files_renamed"]:
+        note += f", {len(files['files_renamed']):,} file(s) named after an ID renamed"
+    return note
 
 
 def _fail_on_file_errors(summary: dict) -> None:
