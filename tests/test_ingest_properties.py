@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from uuid import UUID
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 from dmp.config import load_config
@@ -43,7 +43,7 @@ RAW_MAX = 4096  # bytes of a bad record's text quarantine keeps whole
 PROPERTY = settings(
     max_examples=50,
     deadline=None,
-    derandomize=True,  # the same examples on every run, here and in CI
+    derandomize=False,  # each test's @seed: the same examples wherever the clone lies
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
@@ -132,8 +132,11 @@ def maid(value: str) -> str | None:
 
 
 def cookie(value: str) -> str | None:
-    """Printable ASCII without spaces or @, not starting like a spreadsheet formula."""
-    ok = re.fullmatch(r"[!-~]+", value) and "@" not in value and value[0] not in FORMULA_LEADS
+    """Printable ASCII without spaces or @ (nor @ URL-escaped once or twice), not
+    starting like a spreadsheet formula."""
+    escaped = "%40" in value or "%2540" in value
+    ok = re.fullmatch(r"[!-~]+", value) and "@" not in value and not escaped
+    ok = ok and value[0] not in FORMULA_LEADS
     return value if ok else None
 
 
@@ -681,6 +684,7 @@ EVENT = "id, id_type, ts, event, url, domain, categories, keywords, country, con
 
 
 @PROPERTY
+@seed(20261204)
 @given(log=log_files())
 def test_every_record_becomes_what_the_oracle_reads_from_it(instance, log):
     store = instance[0]
@@ -742,6 +746,7 @@ def test_every_record_becomes_what_the_oracle_reads_from_it(instance, log):
 
 
 @settings(PROPERTY, max_examples=15)
+@seed(20261204)
 @given(data=st.data())
 def test_a_records_outcome_does_not_depend_on_the_other_records(instance, data):
     """The same record, among other records of any shape, in any place, is stored (or
