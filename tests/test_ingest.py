@@ -591,3 +591,17 @@ def test_a_file_with_bare_cr_line_ends_is_rejected_and_the_others_load(store, co
     first, second = ingest(store, config, bad, good)
     assert first.status == "rejected" and "carriage return" in first.error
     assert (second.status, second.loaded) == ("loaded", 1)
+
+
+def test_gdpr_consent_is_read_as_consent(store, config, write):
+    """Regression (second review): a log's ``gdpr_consent`` (the name the collector and
+    IAB's URL macros use) was ignored, so a refusal there was stored as no string."""
+    line = {"ts": "2026-11-19T10:00:00Z", "id": "k01", "id_type": "cookie", "gdpr_consent": "R"}
+    [result] = ingest(store, config, write("g.jsonl", json.dumps(line) + "\n"))
+    assert result.ignored_columns == []
+    assert rows(store, "SELECT id, consent FROM events") == [("k01", "R")]
+    both = write(
+        "g.csv", "ts,id,id_type,consent,gdpr_consent\n2026-11-19T10:00:00Z,k2,cookie,G,R\n"
+    )
+    [result] = ingest(store, config, both)
+    assert result.status == "rejected" and "both map to 'consent'" in result.error

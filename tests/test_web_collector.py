@@ -313,11 +313,19 @@ def test_collector_keys_in_any_spelling_keep_refusals_and_gpc(app, config, store
         {"id": "col07", "id_type": "cookie", "consent": "", "Consent": refuses},
         {"id": "col08", "id_type": "cookie", "consent": "other", "Consent": refuses},
     ]
+    body = [json.dumps(line) for line in lines] + [
+        # a key given twice must not keep one value silently (json.loads keeps the last)
+        '{"id": "col11", "id_type": "cookie", "consent": "' + refuses + '", "consent": null}',
+        '{"id": "col12", "id_type": "cookie", "gpc": true, "gpc": false}',
+    ]
     client = app.test_client()
-    response = client.post("/collect", data="\n".join(json.dumps(line) for line in lines))
+    response = client.post("/collect", data="\n".join(body))
     assert response.json == {
-        "accepted": 7,
-        "rejected": [{"line": 8, "reason": "two different values for consent"}],
+        "accepted": 8,  # col11's null is no value: its refusal stands
+        "rejected": [
+            {"line": 8, "reason": "two different values for consent"},
+            {"line": 10, "reason": "two different values for gpc"},
+        ],
     }
     client.get(f"/px.gif?id=col09&GDPR_CONSENT={refuses}")
     client.get(f"/px.gif?id=col10&consent=x&gdpr_consent={refuses}")  # ambiguous: not kept
@@ -327,6 +335,7 @@ def test_collector_keys_in_any_spelling_keep_refusals_and_gpc(app, config, store
     assert stored == {f"col0{n}": refuses for n in range(1, 8) if n != 6} | {
         "col06": None,
         "col09": refuses,
+        "col11": refuses,
     }
     gpc = dict(store.con.execute("SELECT id, gpc FROM events WHERE gpc").fetchall())
     assert gpc == {"col02": True, "col03": True, "col05": True}

@@ -42,6 +42,8 @@ CANONICAL = (
     "cookie",
 )
 REQUIRED = ("ts", "id", "id_type")
+# Other names of a canonical column in logs and tags (the collector takes them too).
+ALIASES = {"gdpr_consent": "consent"}
 FORMATS = {
     ".csv": "csv",
     ".tsv": "tsv",
@@ -66,10 +68,12 @@ class Layout:
     constants: Mapping[str, str] = field(default_factory=dict)
 
     def canonical_name(self, header: str) -> str | None:
-        """The canonical column a file header feeds, if any."""
+        """The canonical column a file header feeds, if any (in any case, or an alias
+        such as ``gdpr_consent``, the TCF string's name in IAB's URL macros)."""
         if header in self.columns:
             return self.columns[header]
         lowered = header.strip().lower()
+        lowered = ALIASES.get(lowered, lowered)
         return lowered if lowered in CANONICAL and lowered not in self.columns.values() else None
 
 

@@ -35,6 +35,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from dmp.clock import utcnow
 from dmp.csvsafe import FORMULA_LEADS
 from dmp.identity.privacy import optout as record_optout
+from dmp.ingest.readers import ALIASES
 from dmp.web.context import config, db, erasure
 from dmp.web.spool import Spool
 
@@ -45,8 +46,6 @@ FIELDS = (
     "ts", "id", "id_type", "url", "event", "category", "keywords", "country", "consent", "gpc",
     "hem", "maid", "cookie",
 )  # fmt: skip
-# Other names a tag may use for a field (the TCF string's name in IAB's URL macros).
-ALIASES = {"gdpr_consent": "consent"}
 _PARTNER = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _PARTNER_ID = re.compile(r"^[!-~]{1,200}$")
 MAX_BATCH_LINES = 10_000
@@ -59,6 +58,19 @@ _sync_lock = threading.Lock()
 
 def _gpc() -> bool:
     return request.headers.get("Sec-GPC", "").strip() == "1"
+
+
+class _Pairs(list):
+    """A JSON object's (key, value) pairs as written, duplicates kept."""
+
+
+def _plain(value: object) -> object:
+    """A parsed JSON value with its objects as dicts again (for writing it out)."""
+    if isinstance(value, _Pairs):
+        return {key: _plain(item) for key, item in value}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return value
 
 
 class Conflict(ValueError):
@@ -78,7 +90,7 @@ def _fields(pairs: Iterable[tuple[str, object]]) -> dict[str, str]:
             continue
         if isinstance(value, bool):
             value = "true" if value else "false"
-        text = value if isinstance(value, str) else json.dumps(value)
+        text = value if isinstance(value, str) else json.dumps(_plain(value))
         if not text.strip():
             continue
         if found.setdefault(name, text) != text:
@@ -154,8 +166,8 @@ def collect() -> Response:
         return _too_large(f"at most {MAX_BATCH_LINES} lines a batch")
     lines, bad = [], []
     for number, raw in numbered:
-        try:
-            item = json.loads(raw)
+        try:  # pairs, not a dict: a key given twice must not silently keep one value
+            item = json.loads(raw, object_pairs_hook=_Pairs)
         except ValueError:
             bad.append({"line": number, "reason": "not JSON"})
             continue
@@ -163,7 +175,7 @@ def collect() -> Response:
             bad.append({"line": number, "reason": "JSON nested too deeply"})
             continue
         try:
-            fields = _fields(item.items()) if isinstance(item, dict) else {}
+            fields = _fields(item) if isinstance(item, _Pairs) else {}
         except Conflict as exc:
             bad.append({"line": number, "reason": str(exc)})
             continue
