@@ -315,7 +315,8 @@ def test_guard_holds_a_rename_and_can_be_turned_off(instance):
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        (("segments.cluster_k=1",), "segments.cluster_k = 1: k must be at least 2"),
+        (("segments.cluster_k=1",), "segments.cluster_k = 1: k must be between 2 and 50,000"),
+        (("segments.cluster_k=50001",), "k must be between 2 and 50,000 (or 0 to choose)"),
         (("segments.cluster_k_min=9", "segments.cluster_k_max=4"),
          "2 <= cluster_k_min <= cluster_k_max"),
         (("segments.cluster_k=1000",),
