@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 from scipy.optimize import linear_sum_assignment
-from sklearn.cluster import KMeans, MiniBatchKMeans
+from sklearn.cluster import KMeans
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.feature_extraction.text import TfidfTransformer
 from sklearn.metrics import silhouette_score
@@ -64,7 +64,7 @@ FIT_ROWS = 100_000  # devices the centroids are learnt from
 # Devices with fewer profiled events than this show too little of their interests to
 # learn centroids from (they are still assigned); when fewer than FIT_MIN_DEVICES have
 # that many, the FIT_MIN_DEVICES most active devices are used instead.
-FIT_MIN_EVENTS = 6
+FIT_MIN_EVENTS = 8
 FIT_MIN_DEVICES = 3_000
 SELECT_ROWS = 10_000  # devices the silhouette of each candidate k is measured on
 SELECT_ROWS_PER_K = 50  # candidates for k stop at one cluster per this many of those devices
@@ -289,13 +289,14 @@ def _decide_k(
 
 def _fit(sample: sparse.csr_matrix, k: int, warm: np.ndarray | None, seed: int) -> np.ndarray:
     """Centroids at a fixed point of Lloyd's iterations on the sample, from the previous
-    run's centroids or (first build, new k) from mini-batch k-means. Run again on the
-    same sample from its own result, this returns that result unchanged."""
+    run's centroids or (first build, new k) from the best of three k-means++ starts
+    (closer to the planted personas than mini-batch k-means on the hardest worlds, and
+    a few seconds at 100,000 rows). Run again on the same sample from its own result,
+    this returns that result unchanged."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # duplicate points: fewer distinct
         if warm is None:
-            warm = MiniBatchKMeans(k, random_state=seed, n_init=3, batch_size=4096).fit(sample)
-            warm = warm.cluster_centers_
+            warm = KMeans(k, random_state=seed, n_init=3).fit(sample).cluster_centers_
         lloyd = KMeans(k, init=warm, n_init=1, max_iter=1000, tol=0.0, random_state=seed)
         return lloyd.fit(sample).cluster_centers_
 
