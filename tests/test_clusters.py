@@ -17,7 +17,7 @@ from dmp.config import load_config
 from dmp.generate import World
 from dmp.ingest import ingest_files
 from dmp.interests.profiles import build_profiles
-from dmp.segments.clusters import cluster, load_features
+from dmp.segments.clusters import cluster, informative, k_grid, load_features
 from dmp.store import open_store
 from tests.conftest import NOW
 from tests.test_identity import line, load
@@ -149,6 +149,21 @@ def test_centroids_learnt_from_active_devices_recover_personas_of_sparse_activit
     spec = replace(WorldSpec("sparse"), devices=6000, personas=10, pareto_shape=1.2, seed=4)
     nmi, _ = clustered_bench_world(tmp_path, spec, f"segments.cluster_k={spec.personas}")
     assert nmi >= 0.8, nmi
+
+
+def test_informative_devices_are_the_active_ones_or_the_most_active_few():
+    events = np.array([1, 9, 2, 8, 30, 3, 7, 1])
+    assert informative(events, at_least=2).tolist() == [1, 3, 4]  # at least 8 events
+    assert informative(events, at_least=4).tolist() == [1, 3, 4, 6]  # the 4 most active
+    assert informative(events, at_least=100).tolist() == list(range(8))
+    assert informative(np.array([]), at_least=3).tolist() == []
+
+
+def test_k_grid_spans_the_range_in_a_bounded_number_of_steps():
+    grid = k_grid(2, 60)
+    assert grid[:15] == list(range(2, 17)) and grid[15:18] == [18, 20, 22] and grid[-1] == 60
+    assert grid == sorted(set(grid)) and len(grid) <= 30
+    assert k_grid(5, 5) == [5] and k_grid(6, 7) == [6, 7]
 
 
 def test_too_few_devices_keeps_the_previous_clusters(world, tmp_path):

@@ -68,7 +68,7 @@ FIT_MIN_EVENTS = 8
 FIT_MIN_DEVICES = 3_000
 SELECT_ROWS = 10_000  # devices the silhouette of each candidate k is measured on
 SELECT_ROWS_PER_K = 50  # candidates for k stop at one cluster per this many of those devices
-K_GRID_STEP = 1.1  # candidates for k: every k up to 10, then steps of about 10%
+K_GRID_STEP = 1.1  # candidates for k: steps of 10%, at least 1 (every k to 16)
 NAME_MIN_WEIGHT = 0.5  # a category names a cluster if its weight is this share of the top's
 NAME_NODES, NAME_MAX_NODES = 2, 4  # nodes in a name; more only to tell two clusters apart
 _K_SETTINGS = ("cluster_k", "cluster_k_min", "cluster_k_max")
@@ -160,7 +160,7 @@ def _sample(matrix: sparse.csr_matrix, rows: np.ndarray, size: int, seed: int) -
 
 
 def k_grid(k_min: int, k_max: int) -> list[int]:
-    """Candidates for k: every k up to 10, then about 10% apart, k_max included. A wide
+    """Candidates for k: every k up to 16, then about 10% apart, k_max included. A wide
     range costs a bounded number of fits, and a near miss costs little NMI."""
     grid, k = [], k_min
     while k < k_max:
