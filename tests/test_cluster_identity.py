@@ -51,8 +51,9 @@ def instance(profiled, tmp_path):
     return _config
 
 
-def table(store, sql: str) -> list:
-    return store.con.execute(sql).fetchall()
+def table(store, sql: str, *params) -> list:
+    """Rows of ``sql``; names go in as parameters (a cluster's name may hold a quote)."""
+    return store.con.execute(sql, list(params)).fetchall()
 
 
 def state(store) -> dict:
@@ -172,7 +173,7 @@ def test_names_follow_content_and_changes_are_recorded(instance):
         assert second["names_changed"] == [
             {"key": key, "from": "Cluster 01: Sports Equipment", "to": name, "held": False}
         ]
-        segment_id = table(store, f"SELECT segment_id FROM segments WHERE name = '{name}'")[0][0]
+        segment_id = table(store, "SELECT segment_id FROM segments WHERE name = ?", name)[0][0]
         events = segment_history(store, segment_id)
         assert events[0]["event"] == "renamed"
         assert events[0]["detail"] == f"Cluster 01: Sports Equipment -> {name}"
@@ -243,8 +244,10 @@ def members(store, segment: str) -> set:
         r[0]
         for r in table(
             store,
-            f"SELECT m.id FROM segment_members m JOIN segments s USING (segment_id) "
-            f"WHERE s.name = '{segment}' AND m.expires_at > TIMESTAMP '{NOW + timedelta(days=1)}'",
+            "SELECT m.id FROM segment_members m JOIN segments s USING (segment_id) "
+            "WHERE s.name = ? AND m.expires_at > ?",
+            segment,
+            NOW + timedelta(days=1),
         )
     }
 
@@ -254,7 +257,7 @@ def test_guard_holds_a_churned_linked_cluster_until_accepted(instance):
     with open_store(config) as store:
         chosen = linked_cluster(store, config)
         segment = chosen["segment"]
-        sid = table(store, f"SELECT segment_id FROM segments WHERE name = '{segment}'")[0][0]
+        sid = table(store, "SELECT segment_id FROM segments WHERE name = ?", segment)[0][0]
         # the applied membership the run is compared with: as if it had been another crowd
         store.con.execute(
             f"DELETE FROM cluster_members WHERE segment_id = {sid} AND hash(id) % 2 = 0"
@@ -298,12 +301,12 @@ def test_guard_holds_a_rename_and_can_be_turned_off(instance):
     with open_store(config) as store:
         chosen = linked_cluster(store, config)
         old = f"Cluster {chosen['key']:02d}: Sports Equipment"
-        store.con.execute(f"UPDATE segments SET name = '{old}' WHERE name = '{chosen['segment']}'")
+        store.con.execute("UPDATE segments SET name = ? WHERE name = ?", [old, chosen["segment"]])
         second = cluster(store, config, NOW)
         assert second["held"] == [old]
         held = next(c for c in second["clusters"] if c["key"] == chosen["key"])
         assert "its name would change to" in held["held_reason"]
-        assert table(store, f"SELECT count(*) FROM segments WHERE name = '{old}'")[0][0] == 1
+        assert table(store, "SELECT count(*) FROM segments WHERE name = ?", old)[0][0] == 1
         assert second["names_changed"][0]["held"] is True
 
         off = instance("segments.cluster_guard=false")
@@ -315,7 +318,8 @@ def test_guard_holds_a_rename_and_can_be_turned_off(instance):
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        (("segments.cluster_k=1",), "segments.cluster_k = 1: k must be at least 2"),
+        (("segments.cluster_k=1",), "segments.cluster_k = 1: k must be between 2 and 50,000"),
+        (("segments.cluster_k=50001",), "k must be between 2 and 50,000 (or 0 to choose)"),
         (("segments.cluster_k_min=9", "segments.cluster_k_max=4"),
          "2 <= cluster_k_min <= cluster_k_max"),
         (("segments.cluster_k=1000",),

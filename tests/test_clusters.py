@@ -17,7 +17,7 @@ from dmp.config import load_config
 from dmp.generate import World
 from dmp.ingest import ingest_files
 from dmp.interests.profiles import build_profiles
-from dmp.segments.clusters import cluster, load_features
+from dmp.segments.clusters import cluster, informative, k_grid, load_features
 from dmp.store import open_store
 from tests.conftest import NOW
 from tests.test_identity import line, load
@@ -107,24 +107,63 @@ def test_features_of_old_activity_are_non_negative_and_do_not_depend_on_age(stor
     np.testing.assert_allclose(matrix[old], matrix[fresh], rtol=1e-6)
 
 
+def clustered_bench_world(folder, spec: WorldSpec, *settings: str) -> tuple[float, dict]:
+    """A world of the bench matrix ingested, profiled and clustered: NMI of the cluster
+    segments against its planted personas, and the cluster run's report."""
+    world = write_world(spec, folder / "world", NOW)
+    config = load_config(
+        folder / "home", (f"interests.category_rules={world['rules']}", *settings), env={}
+    )
+    with open_store(config) as store:
+        ingest_files(store, config, [world["events"]], now=NOW)
+        build_profiles(store, config, NOW)
+        report = cluster(store, config, NOW)
+        joined = assignments(store).merge(pd.read_csv(world["truth"]), on="id")
+    return normalized_mutual_info_score(joined["persona"], joined["segment_id"]), report
+
+
 def test_clusters_recover_planted_personas_of_old_activity(tmp_path):
     """A world of the bench matrix whose devices were last active up to 60 days ago."""
     spec = replace(
         WorldSpec("old"), devices=1200, personas=8, recency_days=60, active_days=14, seed=3
     )
-    world = write_world(spec, tmp_path / "world", NOW)
-    config = load_config(
-        tmp_path / "home",
-        (f"interests.category_rules={world['rules']}", f"segments.cluster_k={spec.personas}"),
-        env={},
-    )
-    with open_store(config) as store:
-        ingest_files(store, config, [world["events"]], now=NOW)
-        build_profiles(store, config, NOW)
-        cluster(store, config, NOW)
-        joined = assignments(store).merge(pd.read_csv(world["truth"]), on="id")
-    nmi = normalized_mutual_info_score(joined["persona"], joined["segment_id"])
+    nmi, _ = clustered_bench_world(tmp_path, spec, f"segments.cluster_k={spec.personas}")
     assert nmi >= 0.75, nmi
+
+
+@pytest.mark.parametrize(("personas", "devices"), [(4, 3000), (32, 8000)])
+def test_k_is_chosen_near_the_planted_personas_few_or_many(tmp_path, personas, devices):
+    """The default range reaches both ends (it capped k at 20 and began at 6), and the
+    silhouette measured on devices with enough activity to show their interests finds
+    the planted number of personas."""
+    spec = replace(WorldSpec("k"), devices=devices, personas=personas, seed=5)
+    nmi, report = clustered_bench_world(tmp_path, spec)
+    assert report["k_how"] == "chosen"
+    assert abs(report["k"] - personas) <= max(1, personas // 8), report["k_candidates"]
+    assert nmi >= 0.75, nmi
+
+
+def test_centroids_learnt_from_active_devices_recover_personas_of_sparse_activity(tmp_path):
+    """Most devices have two or three events (Pareto 1.2): such devices no longer pull
+    the centroids about, as they are learnt from the devices with enough events."""
+    spec = replace(WorldSpec("sparse"), devices=6000, personas=10, pareto_shape=1.2, seed=4)
+    nmi, _ = clustered_bench_world(tmp_path, spec, f"segments.cluster_k={spec.personas}")
+    assert nmi >= 0.8, nmi
+
+
+def test_informative_devices_are_the_active_ones_or_the_most_active_few():
+    events = np.array([1, 9, 2, 8, 30, 3, 7, 1])
+    assert informative(events, at_least=2).tolist() == [1, 3, 4]  # at least 8 events
+    assert informative(events, at_least=4).tolist() == [1, 3, 4, 6]  # the 4 most active
+    assert informative(events, at_least=100).tolist() == list(range(8))
+    assert informative(np.array([]), at_least=3).tolist() == []
+
+
+def test_k_grid_spans_the_range_in_a_bounded_number_of_steps():
+    grid = k_grid(2, 60)
+    assert grid[:15] == list(range(2, 17)) and grid[15:18] == [18, 20, 22] and grid[-1] == 60
+    assert grid == sorted(set(grid)) and len(grid) <= 30
+    assert k_grid(5, 5) == [5] and k_grid(6, 7) == [6, 7]
 
 
 def test_too_few_devices_keeps_the_previous_clusters(world, tmp_path):
