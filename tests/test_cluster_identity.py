@@ -18,7 +18,7 @@ from dmp.ingest import ingest_files
 from dmp.interests.profiles import build_profiles
 from dmp.segments import clusters as clusters_module
 from dmp.segments.cluster_segments import accept, retired_linked
-from dmp.segments.clusters import Previous, _unique_labels, cluster, match_keys
+from dmp.segments.clusters import Previous, _unique_labels, cluster, match_keys, same_topic
 from dmp.segments.registry import history as segment_history
 from dmp.segments.registry import list_segments
 from dmp.store import open_store
@@ -369,3 +369,15 @@ def test_cli_rechoose_k_and_accept(cli):
     assert cli("run", "cluster", "--rechoose-k", "--json").exit_code == 0
     missing = cli("segments", "accept", "Cluster 01: Nothing")
     assert missing.exit_code == 1 and "error: no segment named" in missing.output
+
+
+def test_a_near_tie_between_top_categories_is_no_change_of_topic():
+    """Regression: personas that weigh two categories almost equally swapped their top
+    category on 5% more events, and 9 of 14 keys retired while members barely moved."""
+    before = {"sports": 0.343, "nutrition": 0.342, "news": 0.1}
+    after = {"sports": 0.341, "nutrition": 0.344, "news": 0.1}
+    assert same_topic(before, after) and same_topic(after, before)
+    became_nutrition = {"nutrition": 0.6, "sports": 0.2, "news": 0.1}
+    assert not same_topic({"sports": 0.6, "nutrition": 0.2}, became_nutrition)
+    assert same_topic({"sports": 0.5}, {"sports": 0.4, "news": 0.39})
+    assert not same_topic({}, {"sports": 0.4})

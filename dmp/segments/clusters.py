@@ -60,6 +60,10 @@ from dmp.store import Store
 # A new cluster keeps an old key only when their centroids are at least this similar
 # (cosine) and share their top category.
 MATCH_MIN_COSINE = 0.5
+# Two centroids are about the same topic when each one's heaviest category weighs at
+# least this share of the other's heaviest: a near-tie between two top categories
+# (personas that weigh theirs almost equally) is no change of topic.
+TOPIC_TIE = 0.8
 FIT_ROWS = 100_000  # devices the centroids are learnt from
 # Devices with fewer profiled events than this show too little of their interests to
 # learn centroids from (they are still assigned); when fewer than FIT_MIN_DEVICES have
@@ -359,6 +363,19 @@ def top_category(centroid: dict) -> str | None:
     return max(sorted(centroid), key=centroid.get) if centroid else None
 
 
+def same_topic(old: dict, new: dict) -> bool:
+    """Whether two centroids (category -> weight) are about the same thing: the same
+    heaviest category, or each one's heaviest within ``TOPIC_TIE`` of the other's top
+    weight in the other. Sports that became Nutrition is not: Sports weighs little in it."""
+    old_top, new_top = top_category(old), top_category(new)
+    if old_top is None or new_top is None or old_top == new_top:
+        return old_top == new_top
+    return (
+        new.get(old_top, 0.0) >= TOPIC_TIE * new[new_top]
+        and old.get(new_top, 0.0) >= TOPIC_TIE * old[old_top]
+    )
+
+
 def match_keys(
     store: Store, previous: Previous, centroids: np.ndarray, categories: np.ndarray
 ) -> list[int]:
@@ -371,10 +388,10 @@ def match_keys(
             [np.sqrt(sum(w * w for w in c.values())) or 1.0 for c in previous.centroids]
         )
         similarity = (old / norms[:, None]) @ normalize(centroids).T
-        new_tops = [top_category(_as_dict(c, categories)) for c in centroids]
+        new = [_as_dict(c, categories) for c in centroids]
         for old_row, new_row in zip(*linear_sum_assignment(-similarity), strict=True):
-            same_topic = top_category(previous.centroids[old_row]) == new_tops[new_row]
-            if similarity[old_row, new_row] >= MATCH_MIN_COSINE and same_topic:
+            alike = similarity[old_row, new_row] >= MATCH_MIN_COSINE
+            if alike and same_topic(previous.centroids[old_row], new[new_row]):
                 keys[new_row] = previous.keys[old_row]
     next_key = (store.con.execute("SELECT max(cluster_key) FROM clusters").fetchone()[0] or 0) + 1
     for i, key in enumerate(keys):
