@@ -19,8 +19,9 @@ memberships, byte for byte.
 - Keys: the new clusters are matched one-to-one to the previous run's by the
   Hungarian assignment on centroid cosine similarity. A pair keeps the old key
   only if their similarity is at least ``MATCH_MIN_COSINE`` AND both centroids
-  have the same top category (their heaviest); otherwise the new cluster is
-  born with a new key and the old one retires. A Sports cluster that became a
+  are about the same topic (``same_topic``: the same heaviest category, or a
+  near-tie of two); otherwise the new cluster is born with a new key and the old
+  one retires. A Sports cluster that became a
   Nutrition cluster never keeps its key.
 - Names are recomputed from each centroid every run (``name_clusters``) and are
   unique among the run's clusters.
