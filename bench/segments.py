@@ -56,15 +56,18 @@ duckdb.sql(
 TOPICS = """
 import json
 from dmp.config import load_config
-from dmp.segments.clusters import top_category
+from dmp.segments.clusters import same_topic, top_category
 from dmp.store import open_store
 with open_store(load_config(), read_only=True) as store:
     rows = store.con.execute("SELECT run_id, cluster_key, centroid FROM clusters").fetchall()
 runs = sorted({r for r, _, _ in rows})[-2:]
-top = {(r, k): top_category(json.loads(c)) for r, k, c in rows if r in runs}
-kept = [k for r, k in top if r == runs[-1] and (runs[0], k) in top]
+cent = {(r, k): json.loads(c) for r, k, c in rows if r in runs}
+kept = [k for r, k in cent if r == runs[-1] and (runs[0], k) in cent]
+before, after = ({k: cent[(r, k)] for k in kept} for r in runs)
 print(json.dumps({"kept": len(kept),
-                  "topic_changed": [k for k in kept if top[(runs[0], k)] != top[(runs[1], k)]]}))
+                  "topic_changed": [k for k in kept if not same_topic(before[k], after[k])],
+                  "near_tie": [k for k in kept
+                               if top_category(before[k]) != top_category(after[k])]}))
 """
 PREVIEW = """
 import json, time
@@ -168,7 +171,8 @@ def _identity(csv, work, env: dict, first: dict) -> str:
         "(target ARI 1.0, same names)\n"
         f"after 5% more events: ARI {later['churn_ari']} on {later['devices_in_both']:,} "
         f"devices in both (target >= 0.9); {topics['kept']} keys kept, "
-        f"{len(topics['topic_changed'])} of them with a changed top category (target 0); "
+        f"{len(topics['topic_changed'])} of them about another topic (target 0; "
+        f"{len(topics['near_tie'])} swapped two near-tied top categories); "
         f"born {len(later['born'])}, retired {len(later['retired'])}"
     )
 
