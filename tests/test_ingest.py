@@ -605,3 +605,12 @@ def test_gdpr_consent_is_read_as_consent(store, config, write):
     )
     [result] = ingest(store, config, both)
     assert result.status == "rejected" and "both map to 'consent'" in result.error
+
+
+def test_a_json_lines_file_of_one_oversized_record_quarantines_it(store, config, write):
+    """Regression (property suite): the file's keys came only from lines short enough
+    to read, so a file whose one record was too long was refused as not JSON Lines."""
+    record = {"ts": "2026-11-19T10:00:00Z", "id": "big", "id_type": "cookie"}
+    line = json.dumps(record | {"url": "https://a.example/" + "x" * 3_000_000})
+    [result] = ingest(store, config, write("one.jsonl", line + "\n"))
+    assert (result.status, result.reasons) == ("loaded", {"oversize_line": 1})

@@ -56,6 +56,7 @@ REJECTS_TABLE = "ingest_reject_errors"
 REJECTS_SCAN_TABLE = "ingest_reject_scans"
 _CHUNK = 1 << 20
 LINE_MARGIN = 64
+KEY_SCAN_LINE_FACTOR = 16  # JSON Lines keys are read from lines up to 16 x max_line (>= 1 MB)
 
 
 @dataclass(frozen=True)
@@ -406,7 +407,10 @@ def _jsonl_source(
     quarantined alone; only a file where no record has one is refused."""
     _first_line(path, gzipped, skip_blank=True)  # an empty file, or not UTF-8
     is_object = "json_valid(line) AND json_type(line) = 'OBJECT'"
-    every_line = _lines_reader(path, gzipped, max_line, "skip")
+    # Keys are gathered from long lines too (their records are quarantined, yet they
+    # say which columns the file carries), up to a bound on what one line may cost.
+    key_scan = max(max_line, _CHUNK) * KEY_SCAN_LINE_FACTOR
+    every_line = _lines_reader(path, gzipped, key_scan, "skip")
     # Every key, and whether any record names one key twice (DuckDB keeps the first).
     found = con.execute(
         f"""
