@@ -190,8 +190,8 @@ def _stage(con: duckdb.DuckDBPyConnection, source: readers.Source, limits: Limit
         con.execute("SET SESSION preserve_insertion_order = true")
     if not source.has_rejects:
         con.execute(
-            "CREATE OR REPLACE TEMP TABLE rejected_lines (line BIGINT, raw VARCHAR);"
-            "CREATE OR REPLACE TEMP TABLE rejected_line_sizes (line BIGINT)"
+            "CREATE OR REPLACE TEMP TABLE rejected_lines "
+            "(line BIGINT, raw VARCHAR, too_long BOOLEAN)"
         )
         return
     bad_encoding = con.execute(
@@ -204,12 +204,10 @@ def _stage(con: duckdb.DuckDBPyConnection, source: readers.Source, limits: Limit
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE rejected_lines AS
-        SELECT line, any_value(ltrim(csv_line, chr(13) || chr(10))) AS raw
+        SELECT line, any_value(ltrim(csv_line, chr(13) || chr(10))) AS raw,
+               bool_or(error_type = 'LINE SIZE OVER MAXIMUM') AS too_long
         FROM {readers.REJECTS_TABLE}
-        GROUP BY line;
-        CREATE OR REPLACE TEMP TABLE rejected_line_sizes AS
-        SELECT DISTINCT line FROM {readers.REJECTS_TABLE}
-        WHERE error_type = 'LINE SIZE OVER MAXIMUM'
+        GROUP BY line
         """
     )
 
@@ -228,8 +226,7 @@ def _set_aside_long_lines(
         """
         INSERT INTO long_lines
         SELECT line, NULL, left(raw, 200) FROM rejected_lines
-        WHERE line IN (SELECT line FROM rejected_line_sizes)
-          AND line NOT IN (SELECT line FROM long_lines);
+        WHERE too_long AND line NOT IN (SELECT line FROM long_lines);
         DELETE FROM rejected_lines WHERE line IN (SELECT line FROM long_lines);
         """
     )
@@ -624,7 +621,6 @@ def _drop_scratch(con: duckdb.DuckDBPyConnection) -> None:
         "bad_lines",
         "fresh_devices",
         "rejected_lines",
-        "rejected_line_sizes",
         "long_lines",
         readers.REJECTS_TABLE,
         readers.REJECTS_SCAN_TABLE,

@@ -56,6 +56,8 @@ REJECTS_TABLE = "ingest_reject_errors"
 REJECTS_SCAN_TABLE = "ingest_reject_scans"
 _CHUNK = 1 << 20
 LINE_MARGIN = 64
+# A format whose reader refuses malformed records itself flags none of its records.
+_NO_FLAGS = "false AS malformed, false AS conflict, false AS blank"
 KEY_SCAN_LINE_FACTOR = 16  # JSON Lines keys are read from lines up to 16 x max_line (>= 1 MB)
 
 
@@ -353,8 +355,7 @@ def _csv_source(path: Path, fmt: str, gzipped: bool, layout: Layout, max_line: i
     raw = f"concat_ws({_sql_str(delim)}, "
     raw += ", ".join(f"coalesce(f{i}, '')" for i in range(len(headers))) + ")"
     select = _select_canonical(mapping, layout, _ident)
-    sql = f"SELECT {select}, {originals}, false AS malformed, false AS conflict, false AS blank "
-    sql += f"FROM {reader}"
+    sql = f"SELECT {select}, {originals}, {_NO_FLAGS} FROM {reader}"
     ignored = [h for h in headers if h not in mapping.values()]
     # Lines up to the fingerprint pass's limit can be read whole (see ``fingerprint``).
     whole = max(max_line, _CHUNK) + LINE_MARGIN
@@ -506,8 +507,7 @@ def _parquet_source(
     select = _select_canonical(mapping, layout, lambda h: f"CAST({_ident(h)} AS VARCHAR)")
     originals = ", ".join(f"{_ident(h)} AS f{i}" for i, h in enumerate(headers))
     raw = "to_json({" + ", ".join(f"{_sql_str(h)}: f{i}" for i, h in enumerate(headers)) + "})"
-    sql = f"SELECT {select}, {originals}, false AS malformed, false AS conflict, false AS blank "
-    sql += f"FROM {reader}"
+    sql = f"SELECT {select}, {originals}, {_NO_FLAGS} FROM {reader}"
     ignored = [h for h in headers if h not in mapping.values()]
     return Source(path.name, sql, f"{raw}::VARCHAR", len(headers), "parquet", 0, False, ignored)
 
