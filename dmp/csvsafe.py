@@ -16,6 +16,8 @@ from typing import Any
 
 import duckdb
 
+from dmp.store import sql_identifier, sql_string
+
 FORMULA_LEADS = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -49,19 +51,15 @@ def write_csv(
     """
     relation = con.sql(sql, params=params)
     columns = zip(relation.columns, relation.types, strict=True)
-    text = [_ident(name) for name, kind in columns if kind == "VARCHAR"]
+    text = [sql_identifier(name) for name, kind in columns if kind == "VARCHAR"]
     safe = ", ".join(f"{neutralise(col)} AS {col}" for col in text)
     select = f"SELECT * REPLACE ({safe}) FROM ({sql})" if text else f"SELECT * FROM ({sql})"
     if order_by:
-        select += " ORDER BY " + ", ".join(_ident(name) for name in order_by)
+        select += " ORDER BY " + ", ".join(sql_identifier(name) for name in order_by)
     options = "FORMAT csv, HEADER" + (f", FORCE_QUOTE ({', '.join(text)})" if text else "")
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial")
-    target = "'" + str(partial).replace("'", "''") + "'"
+    target = sql_string(str(partial))
     rows = con.execute(f"COPY ({select}) TO {target} ({options})", params).fetchone()[0]
     os.replace(partial, path)
     return rows
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'

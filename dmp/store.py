@@ -114,7 +114,7 @@ def compact(config: Config) -> dict:
     con = _connect(config, path, read_only=False)
     try:
         name = con.execute("SELECT current_database()").fetchone()[0]
-        con.execute(f"ATTACH '{str(fresh).replace(chr(39), chr(39) * 2)}' AS compacted")
+        con.execute(f"ATTACH {sql_string(str(fresh))} AS compacted")
         con.execute(f'COPY FROM DATABASE "{name}" TO compacted')
         con.execute("DETACH compacted")
     finally:
@@ -132,6 +132,17 @@ def compact(config: Config) -> dict:
         "bytes_after": path.stat().st_size,
         "seconds": round(time.monotonic() - started, 3),
     }
+
+
+def sql_string(value: str) -> str:
+    """``value`` as a SQL string literal, for the few places DuckDB takes no parameter
+    (file paths and options of its readers, COPY, ATTACH)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def sql_identifier(name: str) -> str:
+    """``name`` as a quoted SQL identifier (a file's own column names)."""
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _explain_io_error(config: Config, path: Path, exc: duckdb.IOException) -> DmpError:

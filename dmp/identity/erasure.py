@@ -56,6 +56,7 @@ from dmp.identity.idfields import (
 )
 from dmp.ingest.landing import CLAIMED, PARTIAL, exclusive
 from dmp.ingest.readers import FORMATS, REQUIRED, Layout, layout_for, layouts_from_config
+from dmp.store import sql_string
 
 CHUNK = 4 << 20
 REDACTED = "[id removed]"
@@ -224,7 +225,9 @@ def _searchable(path: Path) -> bool:
     try:
         if _is_parquet(path):
             with _plain_parquet(path) as plain, duckdb.connect() as con:
-                con.execute(f"SELECT count(*) FROM read_parquet('{_quoted(plain)}')").fetchall()
+                con.execute(
+                    f"SELECT count(*) FROM read_parquet({sql_string(str(plain))})"
+                ).fetchall()
             return True
         decoder = codecs.getincrementaldecoder("utf-8")()
         with _open(path) as handle:
@@ -370,7 +373,7 @@ def _rewrite_parquet(path: Path, shape: Shape, matcher: Matcher, done: Scrubbed)
     with _plain_parquet(path) as plain, _work_folder(path) as work:
         con = duckdb.connect()
         try:
-            source = f"read_parquet('{_quoted(plain)}') t"
+            source = f"read_parquet({sql_string(str(plain))}) t"
             key, params = _row_match(con, source, shape, matcher)
             hits, removed, kept = _read_parquet(
                 con,
@@ -384,7 +387,7 @@ def _rewrite_parquet(path: Path, shape: Shape, matcher: Matcher, done: Scrubbed)
             filtered = Path(work) / "filtered.parquet"
             con.execute(
                 f"COPY (SELECT t.* FROM {source} WHERE ({key}) IS NULL) "
-                f"TO '{_quoted(filtered)}' (FORMAT parquet)",
+                f"TO {sql_string(str(filtered))} (FORMAT parquet)",
                 params,
             )
         finally:
@@ -547,7 +550,3 @@ def _fsync(path: Path) -> None:
         os.fsync(handle)
     finally:
         os.close(handle)
-
-
-def _quoted(path: Path) -> str:
-    return str(path).replace("'", "''")

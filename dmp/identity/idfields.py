@@ -28,6 +28,7 @@ import duckdb
 
 from dmp.csvsafe import FORMULA_LEADS
 from dmp.ingest.readers import FORMATS, Layout
+from dmp.store import sql_identifier
 
 ID_FIELDS = frozenset({"id", "cookie", "maid", "hem"})
 _WORD = re.compile(rb"[A-Za-z0-9]")
@@ -229,7 +230,7 @@ def parquet_match(columns: list[str], layout: Layout) -> str | None:
         if target not in ID_FIELDS:
             continue
         blanks = " || ".join(f"chr({ord(c)})" for c in _BLANKS)
-        value = f"trim(CAST({_ident(name)} AS VARCHAR), {blanks})"
+        value = f"trim(CAST({sql_identifier(name)} AS VARCHAR), {blanks})"
         keys.append(f"CASE WHEN list_contains($exact, {value}) THEN {value} END")
         keys.append(f"CASE WHEN list_contains($folded, lower({value})) THEN lower({value}) END")
         if target == "hem":
@@ -261,7 +262,3 @@ def _whole(text: bytes, form: bytes) -> bool:
 
 def _distinct(held) -> list[Needle]:
     return list(dict.fromkeys(n for n in held if n is not None))
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'

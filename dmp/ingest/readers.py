@@ -25,6 +25,7 @@ from pathlib import Path
 import duckdb
 
 from dmp.errors import DmpError, RejectedFile
+from dmp.store import sql_identifier, sql_string
 
 CANONICAL = (
     "ts",
@@ -296,18 +297,10 @@ def _select_canonical(mapping: Mapping, layout: Layout, expr) -> str:
         if name in mapping:
             parts.append(f"{expr(mapping[name])} AS {name}")
         elif name in layout.constants:
-            parts.append(f"{_sql_str(str(layout.constants[name]))} AS {name}")
+            parts.append(f"{sql_string(str(layout.constants[name]))} AS {name}")
         else:
             parts.append(f"NULL::VARCHAR AS {name}")
     return ", ".join(parts)
-
-
-def _sql_str(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def open_source(
@@ -343,18 +336,18 @@ def _csv_source(path: Path, fmt: str, gzipped: bool, layout: Layout, max_line: i
     if len(set(headers)) != len(headers) or any(not h.strip() for h in headers):
         raise RejectedFile(f"{path.name}: the header has empty or repeated column names")
     mapping = _map_headers(path, headers, layout)
-    columns = "{" + ", ".join(f"{_sql_str(h)}: 'VARCHAR'" for h in headers) + "}"
+    columns = "{" + ", ".join(f"{sql_string(h)}: 'VARCHAR'" for h in headers) + "}"
     reader = (
-        f"read_csv({_sql_str(str(path))}, header = true, auto_detect = false, "
-        f"delim = {_sql_str(delim)}, quote = '\"', escape = '\"', columns = {columns}, "
-        f"compression = {_sql_str('gzip' if gzipped else 'none')}, max_line_size = {max_line}, "
+        f"read_csv({sql_string(str(path))}, header = true, auto_detect = false, "
+        f"delim = {sql_string(delim)}, quote = '\"', escape = '\"', columns = {columns}, "
+        f"compression = {sql_string('gzip' if gzipped else 'none')}, max_line_size = {max_line}, "
         f"store_rejects = true, rejects_table = '{REJECTS_TABLE}', "
         f"rejects_scan = '{REJECTS_SCAN_TABLE}')"
     )
-    originals = ", ".join(f"{_ident(h)} AS f{i}" for i, h in enumerate(headers))
-    raw = f"concat_ws({_sql_str(delim)}, "
+    originals = ", ".join(f"{sql_identifier(h)} AS f{i}" for i, h in enumerate(headers))
+    raw = f"concat_ws({sql_string(delim)}, "
     raw += ", ".join(f"coalesce(f{i}, '')" for i in range(len(headers))) + ")"
-    select = _select_canonical(mapping, layout, _ident)
+    select = _select_canonical(mapping, layout, sql_identifier)
     sql = f"SELECT {select}, {originals}, {_NO_FLAGS} FROM {reader}"
     ignored = [h for h in headers if h not in mapping.values()]
     # Lines up to the fingerprint pass's limit can be read whole (see ``fingerprint``).
@@ -362,7 +355,7 @@ def _csv_source(path: Path, fmt: str, gzipped: bool, layout: Layout, max_line: i
     lines = f"SELECT line FROM {_lines_reader(path, gzipped, whole, 'raise')}"
     # The record as a CSV writer quotes it (only fields that need quotes): a line with
     # exactly this text can only hold exactly these fields.
-    written = f"concat_ws({_sql_str(delim)}, "
+    written = f"concat_ws({sql_string(delim)}, "
     written += ", ".join(_csv_field(f"f{i}", delim) for i in range(len(headers))) + ")"
     text_key = f"hash({written})"
     return Source(path.name, sql, raw, len(headers), fmt, 1, True, ignored, lines, text_key)
@@ -380,9 +373,9 @@ def _lines_reader(path: Path, gzipped: bool, max_line: int, errors: str) -> str:
         "raise": "store_rejects = false, strict_mode = false",
     }
     return (
-        f"read_csv({_sql_str(str(path))}, header = false, auto_detect = false, "
+        f"read_csv({sql_string(str(path))}, header = false, auto_detect = false, "
         f"delim = chr(31), quote = '', escape = '', columns = {{'line': 'VARCHAR'}}, "
-        f"compression = {_sql_str('gzip' if gzipped else 'none')}, "
+        f"compression = {sql_string('gzip' if gzipped else 'none')}, "
         f"max_line_size = {max_line}, {options[errors]})"
     )
 
@@ -391,7 +384,7 @@ def _csv_field(col: str, delim: str) -> str:
     """One field as CSV writers write it: quoted (quotes doubled) only when it holds
     the delimiter, a quote or a line break, or is an empty string (not NULL)."""
     needs = " OR ".join(
-        f"contains({col}, {c})" for c in (_sql_str(delim), "'\"'", "chr(10)", "chr(13)")
+        f"contains({col}, {c})" for c in (sql_string(delim), "'\"'", "chr(10)", "chr(13)")
     )
     return (
         f"CASE WHEN {col} IS NULL THEN '' WHEN {col} = '' OR {needs} "
@@ -433,12 +426,12 @@ def _jsonl_source(
     for key in used:
         parsed_keys.setdefault(key.lower(), key)
     schema = json.dumps({key: "VARCHAR" for key in parsed_keys.values()})
-    parsed = f"CASE WHEN {is_object} THEN json_transform(line, {_sql_str(schema)}) END"
+    parsed = f"CASE WHEN {is_object} THEN json_transform(line, {sql_string(schema)}) END"
 
     def read(key: str) -> str:
         if parsed_keys[key.lower()] == key:
-            return f"j[{_sql_str(key)}]"
-        return f"CASE WHEN j IS NOT NULL THEN f0->>{_sql_str(key)} END"
+            return f"j[{sql_string(key)}]"
+        return f"CASE WHEN j IS NOT NULL THEN f0->>{sql_string(key)} END"
 
     def value(keys: list[str]) -> str:
         """A column's one spelling, or the first of several that is not blank."""
@@ -496,7 +489,7 @@ def _parquet_source(
         with gzip.open(path, "rb") as src, plain.open("wb") as dst:
             shutil.copyfileobj(src, dst, _CHUNK)
         path = plain
-    reader = f"read_parquet({_sql_str(str(path))})"
+    reader = f"read_parquet({sql_string(str(path))})"
     try:
         headers = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()]
     except duckdb.Error as exc:
@@ -504,9 +497,9 @@ def _parquet_source(
             f"{path.name}: not a readable Parquet file ({_first_sentence(exc)})"
         ) from exc
     mapping = _map_headers(path, headers, layout)
-    select = _select_canonical(mapping, layout, lambda h: f"CAST({_ident(h)} AS VARCHAR)")
-    originals = ", ".join(f"{_ident(h)} AS f{i}" for i, h in enumerate(headers))
-    raw = "to_json({" + ", ".join(f"{_sql_str(h)}: f{i}" for i, h in enumerate(headers)) + "})"
+    select = _select_canonical(mapping, layout, lambda h: f"CAST({sql_identifier(h)} AS VARCHAR)")
+    originals = ", ".join(f"{sql_identifier(h)} AS f{i}" for i, h in enumerate(headers))
+    raw = "to_json({" + ", ".join(f"{sql_string(h)}: f{i}" for i, h in enumerate(headers)) + "})"
     sql = f"SELECT {select}, {originals}, {_NO_FLAGS} FROM {reader}"
     ignored = [h for h in headers if h not in mapping.values()]
     return Source(path.name, sql, f"{raw}::VARCHAR", len(headers), "parquet", 0, False, ignored)

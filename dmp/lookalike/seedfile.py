@@ -30,6 +30,7 @@ import duckdb
 from dmp.csvsafe import starts_like_formula
 from dmp.errors import DmpError
 from dmp.ingest.validate import EMAIL, ZERO_MAID, cookie_sql, maid_sql
+from dmp.store import sql_string
 
 ID_TYPES = ("maid", "cookie", "hem", "email")
 MAX_REPORTED_LINES = 1000
@@ -275,15 +276,11 @@ def _checks(id_type: str, max_length: int, value_column: bool = False) -> tuple[
         (f"length(value) > {limit}", f"longer than {limit} characters", None),
         *specific,
     ]
-    reason = "CASE " + " ".join(f"WHEN {c} THEN {_sql_str(why)}" for c, why, _ in rules) + " END"
+    reason = "CASE " + " ".join(f"WHEN {c} THEN {sql_string(why)}" for c, why, _ in rules) + " END"
     looks = " ".join(
-        f"WHEN {_sql_str(why)} THEN {_sql_str(like)}" for _, why, like in rules if like
+        f"WHEN {sql_string(why)} THEN {sql_string(like)}" for _, why, like in rules if like
     )
     return reason, f"CASE reason {looks} END", normal
-
-
-def _sql_str(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 def _summarise(
